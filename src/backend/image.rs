@@ -1,0 +1,276 @@
+//! The node image, built on an engine that can pull nothing: `FROM scratch` with this
+//! machine's `redis-server`, `redis-cli`, `iptables` (nft) and `tc`, the shared libraries `ldd`
+//! names, and the iptables extension modules `ldd` cannot see (they are loaded at run time).
+//! The build context is assembled in memory and sent with the engine's build API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::BackendError;
+
+/// The host programs the image carries, with the Debian package that installs each.
+const TOOLS: [(&str, &str); 4] = [
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-tools"),
+    ("iptables", "iptables"),
+    ("tc", "iproute2"),
+];
+
+/// Folders searched for the host programs, in order (root's PATH may lack the sbin ones).
+const SEARCH_DIRS: [&str; 6] =
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// Where the image keeps Redis's data and `nodes.conf`.
+pub const DATA_DIR: &str = "/data";
+
+/// An image that has been built (or found), ready for containers.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// `slotstorm/redis:<redis version>`.
+    pub tag: String,
+    /// Size in bytes as the engine reports it.
+    pub size: i64,
+    /// Whether this call built it (false: it was already there).
+    pub built: bool,
+    /// How long the build took.
+    pub elapsed: std::time::Duration,
+}
+
+/// The tag of the node image for this machine's Redis.
+///
+/// # Errors
+/// [`BackendError::MissingHostBinary`] when `redis-server` is absent.
+pub fn default_tag() -> Result<String, BackendError> {
+    Ok(format!("slotstorm/redis:{}", host_redis_version()?))
+}
+
+/// The version of this machine's `redis-server`, e.g. `7.0.15`.
+///
+/// # Errors
+/// [`BackendError::MissingHostBinary`] when it is absent, [`BackendError::HostCommand`] when
+/// its version line cannot be read.
+pub fn host_redis_version() -> Result<String, BackendError> {
+    let path = find_tool("redis-server")?;
+    let out = run_host(Command::new(&path).arg("--version"))?;
+    out.split_whitespace().find_map(|w| w.strip_prefix("v=")).map(str::to_string).ok_or_else(|| {
+        BackendError::HostCommand {
+            command: format!("{} --version", path.display()),
+            message: format!("no version in {out:?}"),
+        }
+    })
+}
+
+/// Build the image unless an image with its tag exists already (`force` rebuilds).
+///
+/// # Errors
+/// Missing host programs, a failed `ldd`, or the engine refusing the build.
+pub async fn ensure(docker: &Docker, force: bool) -> Result<BuiltImage, BackendError> {
+    let tag = default_tag()?;
+    if !force && let Ok(found) = docker.inspect_image(&tag).await {
+        return Ok(BuiltImage {
+            tag,
+            size: found.size.unwrap_or(0),
+            built: false,
+            elapsed: Default::default(),
+        });
+    }
+    let start = Instant::now();
+    let context = build_context(&tag)?;
+    let options =
+        BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(&tag).rm(true).forcerm(true).build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| BackendError::ImageBuild { tag: tag.clone(), message: e.to_string() })?;
+        if let Some(detail) = info.error_detail {
+            let message = detail.message.unwrap_or_else(|| "unknown error".into());
+            return Err(BackendError::ImageBuild { tag, message });
+        }
+    }
+    let found = docker.inspect_image(&tag).await.map_err(|source| BackendError::Docker {
+        action: format!("inspecting image {tag} after building it"),
+        source,
+    })?;
+    Ok(BuiltImage { tag, size: found.size.unwrap_or(0), built: true, elapsed: start.elapsed() })
+}
+
+/// The image's files: image path → host file whose content goes there.
+type Files = BTreeMap<PathBuf, PathBuf>;
+
+/// Assemble the build context as an uncompressed tar: a Dockerfile and `rootfs/`.
+fn build_context(tag: &str) -> Result<Vec<u8>, BackendError> {
+    let files = image_files()?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let dockerfile = format!(
+        "FROM scratch\nCOPY rootfs/ /\nWORKDIR {DATA_DIR}\nLABEL slotstorm.image=\"{tag}\"\nENTRYPOINT [\"/usr/bin/redis-server\"]\n"
+    );
+    append_bytes(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    for dir in [DATA_DIR, "/tmp", "/run"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o1777);
+        header.set_size(0);
+        tar.append_data(&mut header, format!("rootfs{dir}/"), std::io::empty())
+            .map_err(io_err("writing the build context"))?;
+    }
+    for (inside, host) in &files {
+        let data = std::fs::read(host).map_err(io_err(&format!("reading {}", host.display())))?;
+        let rel = format!("rootfs{}", inside.display());
+        append_bytes(&mut tar, &rel, &data, 0o755)?;
+    }
+    tar.into_inner().map_err(io_err("finishing the build context"))
+}
+
+fn append_bytes(
+    tar: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), BackendError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, path, data).map_err(io_err("writing the build context"))
+}
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> BackendError + '_ {
+    move |e| BackendError::HostCommand { command: what.to_string(), message: e.to_string() }
+}
+
+/// Every file the image needs. Each tool goes in under its own name as a regular file:
+/// Debian's `redis-server` is a symlink to `redis-check-rdb` and picks its mode from its own
+/// name, and `iptables` is `xtables-nft-multi` dispatching on its name the same way.
+fn image_files() -> Result<Files, BackendError> {
+    let mut files = Files::new();
+    let mut binaries = Vec::new();
+    for (tool, _) in TOOLS {
+        let found = find_tool(tool)?;
+        let dir = found.parent().unwrap_or(Path::new("/usr/bin"));
+        let real =
+            std::fs::canonicalize(&found).map_err(io_err(&format!("resolving {}", found.display())))?;
+        let inside =
+            if dir.ends_with("sbin") { Path::new("/usr/sbin") } else { Path::new("/usr/bin") }.join(tool);
+        files.insert(inside, real.clone());
+        binaries.push(real);
+    }
+    let mut xtables_dir = None;
+    for lib in shared_libraries(&binaries)? {
+        if lib.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libxtables.so")) {
+            xtables_dir = lib.parent().map(|d| d.join("xtables"));
+        }
+        add_library(&mut files, lib)?;
+    }
+    // iptables loads even `-j DROP` (libxt_standard.so) from here at run time; ldd names none
+    // of these modules, nor the libraries they need (libnetfilter_conntrack, libnfnetlink).
+    let candidates = [xtables_dir, Some(PathBuf::from("/usr/lib/x86_64-linux-gnu/xtables"))];
+    let dir =
+        candidates.into_iter().flatten().find(|d| d.is_dir()).ok_or(BackendError::MissingHostBinary {
+            binary: "iptables extension modules (xtables)",
+            package: "iptables",
+        })?;
+    let modules = modules_in(&dir)?;
+    for module in &modules {
+        let real =
+            std::fs::canonicalize(module).map_err(io_err(&format!("resolving {}", module.display())))?;
+        files.insert(dir.join(module.file_name().expect("a module has a file name")), real);
+    }
+    for lib in shared_libraries(&modules)? {
+        add_library(&mut files, lib)?;
+    }
+    Ok(files)
+}
+
+/// Add `lib` at the path the dynamic loader asks for, with the content of the file it links to.
+fn add_library(files: &mut Files, lib: PathBuf) -> Result<(), BackendError> {
+    let real = std::fs::canonicalize(&lib).map_err(io_err(&format!("resolving {}", lib.display())))?;
+    files.insert(lib, real);
+    Ok(())
+}
+
+fn modules_in(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(&format!("listing {}", dir.display())))? {
+        let path = entry.map_err(io_err(&format!("listing {}", dir.display())))?.path();
+        if path.extension().is_some_and(|e| e == "so") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every library `ldd` names for `binaries`, including the dynamic loader.
+fn shared_libraries(binaries: &[PathBuf]) -> Result<Vec<PathBuf>, BackendError> {
+    if binaries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cmd = Command::new("ldd");
+    cmd.args(binaries);
+    let out = run_host(&mut cmd)?;
+    let mut libs: Vec<PathBuf> = out.lines().filter_map(library_path).collect();
+    libs.sort();
+    libs.dedup();
+    Ok(libs)
+}
+
+/// The library path on one `ldd` output line: `libc.so.6 => /lib/.../libc.so.6 (0x..)` or
+/// `/lib64/ld-linux-x86-64.so.2 (0x..)`; `None` for the vDSO and file headers.
+fn library_path(line: &str) -> Option<PathBuf> {
+    let line = line.trim();
+    let path = match line.split_once("=>") {
+        Some((_, rest)) => rest.split_whitespace().next()?,
+        None => line.split_whitespace().next()?,
+    };
+    path.starts_with('/').then(|| PathBuf::from(path)).filter(|p| !p.to_string_lossy().ends_with(':'))
+}
+
+/// Where `tool` is installed on this machine.
+fn find_tool(tool: &'static str) -> Result<PathBuf, BackendError> {
+    let package = TOOLS.iter().find(|(t, _)| *t == tool).map_or(tool, |(_, p)| p);
+    let path_dirs =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(SEARCH_DIRS.iter().map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(BackendError::MissingHostBinary { binary: tool, package })
+}
+
+fn run_host(cmd: &mut Command) -> Result<String, BackendError> {
+    let command = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| BackendError::HostCommand { command: command.clone(), message: e.to_string() })?;
+    if !out.status.success() {
+        let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(BackendError::HostCommand { command, message });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_lines_yield_library_paths() {
+        assert_eq!(library_path("\tlinux-vdso.so.1 (0x00007ffd)"), None);
+        assert_eq!(
+            library_path("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)"),
+            Some(PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"))
+        );
+        assert_eq!(
+            library_path("\t/lib64/ld-linux-x86-64.so.2 (0x00007f)"),
+            Some(PathBuf::from("/lib64/ld-linux-x86-64.so.2"))
+        );
+        assert_eq!(library_path("/usr/sbin/tc:"), None);
+        assert_eq!(library_path("\tlibfoo.so => not found"), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! Command-line interface: clap definitions and the wiring from each command to the library.
+//! No logic of its own beyond printing.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::docker::{self, RunId};
+use crate::backend::{self, BackendError, image};
+use crate::cluster::{self, Layout};
+use crate::embedded::{self, EmbeddedSpec, UpError};
+use crate::shutdown;
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// Everything asked for was done (and, for runs, every SLO met).
+    pub const OK: u8 = 0;
+    /// A run finished but violated an SLO.
+    pub const SLO_VIOLATED: u8 = 1;
+    /// Bad input or setup: a malformed file, an unreachable engine, a taken name.
+    pub const BAD_INPUT: u8 = 2;
+    /// The harness itself failed (a cluster that would not form, an engine error mid-run).
+    pub const HARNESS: u8 = 3;
+    /// Interrupted by SIGINT or SIGTERM, after cleaning up.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// slotstorm: chaos and load testing for Redis Cluster.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The node image (built locally from this machine's Redis; nothing is pulled).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Bring an embedded cluster up, show it, or take it down.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Remove every container and network any slotstorm run left behind.
+    Clean,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build `slotstorm/redis:<version>` from the host's redis-server, redis-cli, iptables and tc.
+    Build {
+        /// Rebuild even if the image exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Start the containers and bootstrap a cluster (builds the image if it is missing).
+    Up(UpArgs),
+    /// Print every node: address, role, primary, slots, links.
+    Status(TargetArgs),
+    /// Remove the cluster's containers and network.
+    Down(NameArg),
+}
+
+#[derive(Debug, Args)]
+struct NameArg {
+    /// Name of the embedded cluster (labels its containers `slotstorm.run=<name>`).
+    #[arg(long, default_value = "dev")]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// Seed addresses (host:port) of an external cluster, instead of an embedded one.
+    #[arg(long, value_delimiter = ',', conflicts_with = "name")]
+    seed: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// Number of primaries.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    masters: u16,
+    /// Replicas per primary.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=5))]
+    replicas: u16,
+    /// cluster-node-timeout, e.g. 5000ms or 5s.
+    #[arg(long, default_value = "5000ms", value_parser = humantime::parse_duration)]
+    node_timeout: Duration,
+    /// appendonly.
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    appendonly: bool,
+    /// cluster-require-full-coverage.
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    full_coverage: bool,
+    /// Further redis.conf directives, as name=value (repeatable).
+    #[arg(long = "config", value_parser = parse_directive)]
+    config: Vec<(String, String)>,
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("expected yes or no, got {s:?}")),
+    }
+}
+
+fn parse_directive(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected name=value, got {s:?}"))?;
+    if k.is_empty() || k.starts_with('-') {
+        return Err(format!("directive name {k:?} must be a redis.conf name such as maxmemory"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// An error that already carries its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// The code to exit with.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+/// Run the parsed command line and return the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Image { command: ImageCommand::Build { force } } => image_build(force).await,
+        Command::Cluster { command } => match command {
+            ClusterCommand::Up(args) => cluster_up(args).await,
+            ClusterCommand::Status(args) => cluster_status(args).await,
+            ClusterCommand::Down(args) => cluster_down(args).await,
+        },
+        Command::Clean => clean().await,
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The exit code for an error: 2 for the user's input or setup, 3 for the harness.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(exit) = cause.downcast_ref::<Exit>() {
+            return exit.code;
+        }
+        if let Some(b) = cause.downcast_ref::<BackendError>() {
+            return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
+        }
+        if let Some(UpError::Backend(b)) = cause.downcast_ref::<UpError>() {
+            return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
+        }
+    }
+    exit::HARNESS
+}
+
+fn run_id(name: &str) -> Result<RunId> {
+    RunId::new(name).map_err(|message| Exit { code: exit::BAD_INPUT, message }.into())
+}
+
+async fn image_build(force: bool) -> Result<()> {
+    let docker = docker::connect().await?;
+    let built = image::ensure(&docker, force).await?;
+    let mb = built.size as f64 / 1e6;
+    if built.built {
+        println!("built {} ({mb:.1} MB) in {:.2}s", built.tag, built.elapsed.as_secs_f64());
+    } else {
+        println!("{} is already built ({mb:.1} MB); --force rebuilds it", built.tag);
+    }
+    Ok(())
+}
+
+async fn cluster_up(args: UpArgs) -> Result<()> {
+    let run = run_id(&args.name.name)?;
+    let spec = EmbeddedSpec {
+        layout: Layout { masters: usize::from(args.masters), replicas: usize::from(args.replicas) },
+        node_timeout: args.node_timeout,
+        appendonly: args.appendonly,
+        require_full_coverage: args.full_coverage,
+        extra: args.config,
+    };
+    let docker = docker::connect().await?;
+    eprintln!(
+        "starting cluster {run}: {} primaries × {} replicas, cluster-node-timeout {} ms",
+        spec.layout.masters,
+        spec.layout.replicas,
+        spec.node_timeout.as_millis()
+    );
+    let up = tokio::select! {
+        up = embedded::up(&docker, &run, &spec) => up.with_context(|| format!("bringing up cluster {run}"))?,
+        signal = shutdown::signalled() => {
+            eprintln!("{signal}: removing what cluster {run} had started…");
+            embedded::down(&docker, &run).await?;
+            return Err(Exit { code: exit::INTERRUPTED, message: format!("interrupted by {signal}; nothing left behind") }.into());
+        }
+    };
+    if up.image.built {
+        eprintln!("built image {} in {:.2}s", up.image.tag, up.image.elapsed.as_secs_f64());
+    }
+    println!(
+        "cluster {run} up in {:.2}s (containers {:.2}s, bootstrap {:.2}s; {} nodes, image {})",
+        up.elapsed.as_secs_f64(),
+        up.containers_elapsed.as_secs_f64(),
+        (up.elapsed - up.containers_elapsed).as_secs_f64(),
+        up.cluster.nodes.len(),
+        up.image.tag
+    );
+    print_status(&up.cluster.addrs(), &up.cluster.names()).await
+}
+
+async fn cluster_status(args: TargetArgs) -> Result<()> {
+    if !args.seed.is_empty() {
+        let seeds =
+            backend::resolve_seeds(&args.seed).map_err(|message| Exit { code: exit::BAD_INPUT, message })?;
+        return print_status(&seeds, &Default::default()).await;
+    }
+    let run = run_id(&args.name.name)?;
+    let docker = docker::connect().await?;
+    let cluster =
+        docker::find_cluster(&docker, &run).await?.ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
+    print_status(&cluster.addrs(), &cluster.names()).await
+}
+
+async fn print_status(
+    seeds: &[SocketAddr],
+    names: &std::collections::HashMap<SocketAddr, String>,
+) -> Result<()> {
+    let survey = cluster::survey(seeds).await?;
+    let table = cluster::status::render(&survey, names);
+    print!("{table}");
+    Ok(())
+}
+
+async fn cluster_down(args: NameArg) -> Result<()> {
+    let run = run_id(&args.name)?;
+    let docker = docker::connect().await?;
+    let start = Instant::now();
+    let removed = embedded::down(&docker, &run).await?;
+    if removed.containers.is_empty() && removed.networks.is_empty() {
+        println!("cluster {run}: nothing to remove");
+    } else {
+        println!(
+            "cluster {run} down in {:.2}s: removed {} containers and {} networks",
+            start.elapsed().as_secs_f64(),
+            removed.containers.len(),
+            removed.networks.len()
+        );
+    }
+    Ok(())
+}
+
+async fn clean() -> Result<()> {
+    let docker = docker::connect().await?;
+    let removed = docker::remove_labelled(&docker, None).await?;
+    if removed.containers.is_empty() && removed.networks.is_empty() {
+        println!("nothing to clean");
+    } else {
+        for c in &removed.containers {
+            println!("removed container {c}");
+        }
+        for n in &removed.networks {
+            println!("removed network {n}");
+        }
+    }
+    Ok(())
+}

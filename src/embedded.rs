@@ -1,0 +1,124 @@
+//! The embedded cluster: containers from `backend::docker`, shaped into a Redis Cluster by
+//! `cluster::bootstrap`. `up` either returns a ready cluster or removes everything it made.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::time::{Instant, sleep};
+
+use crate::backend::docker::{self, DockerCluster, NodeConfig, Removed, RunId};
+use crate::backend::{BackendError, image};
+use crate::cluster::{self, ClusterError, Layout};
+
+/// How long bootstrap may take before slotstorm gives up (it needs about a second).
+pub const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an embedded cluster looks like.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSpec {
+    /// Primaries and replicas per primary.
+    pub layout: Layout,
+    /// `cluster-node-timeout` (the seed's 5000 ms by default).
+    pub node_timeout: Duration,
+    /// `appendonly` (on by default, as in the seed).
+    pub appendonly: bool,
+    /// `cluster-require-full-coverage` (Redis's default, on).
+    pub require_full_coverage: bool,
+    /// Further `redis.conf` directives.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for EmbeddedSpec {
+    fn default() -> Self {
+        EmbeddedSpec {
+            layout: Layout { masters: 3, replicas: 1 },
+            node_timeout: Duration::from_millis(5000),
+            appendonly: true,
+            require_full_coverage: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Why an embedded cluster could not be brought up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// Docker or the image failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The nodes did not form a healthy cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// A cluster that is up, with how long each step took.
+#[derive(Debug, Clone)]
+pub struct Up {
+    /// The containers, in node order.
+    pub cluster: DockerCluster,
+    /// The image the nodes run.
+    pub image: image::BuiltImage,
+    /// Time from the first container call until every node agreed.
+    pub elapsed: Duration,
+    /// Of that, the time until every container ran and had an address.
+    pub containers_elapsed: Duration,
+}
+
+/// Build the image if missing, start the containers and bootstrap the cluster. On any error
+/// every container and network of `run` is removed before the error is returned.
+///
+/// # Errors
+/// [`UpError`] naming the node, container or step that failed.
+pub async fn up(docker: &Docker, run: &RunId, spec: &EmbeddedSpec) -> Result<Up, UpError> {
+    let image = image::ensure(docker, false).await?;
+    let start = Instant::now();
+    let config = NodeConfig {
+        image: image.tag.clone(),
+        node_timeout: spec.node_timeout,
+        appendonly: spec.appendonly,
+        require_full_coverage: spec.require_full_coverage,
+        extra: spec.extra.clone(),
+    };
+    let result = async {
+        let cluster = docker::create_cluster(docker, run, spec.layout.nodes(), &config).await?;
+        let containers_elapsed = start.elapsed();
+        cluster::bootstrap(&cluster.addrs(), spec.layout, BOOTSTRAP_TIMEOUT).await?;
+        Ok::<_, UpError>((cluster, containers_elapsed))
+    }
+    .await;
+    match result {
+        Ok((cluster, containers_elapsed)) => {
+            Ok(Up { cluster, image, elapsed: start.elapsed(), containers_elapsed })
+        }
+        Err(e) => {
+            // A taken name belongs to someone else's run: removing by our label is still
+            // safe, since only objects labelled with this run id are touched.
+            if let Err(cleanup) = down(docker, run).await {
+                tracing::warn!(run = %run, error = %cleanup, "Cleanup after a failed start also failed.");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Remove every container and network of `run`, then look again until nothing labelled with
+/// it is left: a create call abandoned by Ctrl-C may still land in the engine after the
+/// first pass.
+///
+/// # Errors
+/// [`BackendError::Docker`] when a removal fails.
+pub async fn down(docker: &Docker, run: &RunId) -> Result<Removed, BackendError> {
+    let mut removed = docker::remove_labelled(docker, Some(run)).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        sleep(Duration::from_millis(100)).await;
+        let again = docker::remove_labelled(docker, Some(run)).await?;
+        if again == Removed::default() || Instant::now() >= deadline {
+            removed.containers.extend(again.containers);
+            removed.networks.extend(again.networks);
+            return Ok(removed);
+        }
+        removed.containers.extend(again.containers);
+        removed.networks.extend(again.networks);
+    }
+}

@@ -1,0 +1,21 @@
+//! slotstorm: a chaos and load-testing harness for Redis Cluster.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
+//! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status |
+//! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing |
+//! | [`shutdown`] | the signals that end a command early |
+//! | [`cli`] | clap commands and exit codes; wiring only |
+//!
+//! Data flows one way, as `DESIGN.md` lays out: spec → (backend + cluster) → (driver ‖
+//! nemesis ‖ observe) → history → check → report. Modules for the later stages arrive with
+//! the features that need them.
+
+pub mod backend;
+pub mod cli;
+pub mod cluster;
+pub mod embedded;
+pub mod shutdown;
