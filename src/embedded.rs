@@ -82,7 +82,13 @@ pub async fn up(docker: &Docker, run: &RunId, spec: &EmbeddedSpec) -> Result<Up,
     let result = async {
         let cluster = docker::create_cluster(docker, run, spec.layout.nodes(), &config).await?;
         let containers_elapsed = start.elapsed();
-        cluster::bootstrap(&cluster.addrs(), spec.layout, BOOTSTRAP_TIMEOUT).await?;
+        // A server that exits at start (a bad directive) would only show as a node that never
+        // answers; watching the containers names it at once, with its log.
+        let addrs = cluster.addrs();
+        tokio::select! {
+            done = cluster::bootstrap(&addrs, spec.layout, BOOTSTRAP_TIMEOUT) => done?,
+            exited = watch_for_exit(docker, run) => return Err(exited.into()),
+        }
         Ok::<_, UpError>((cluster, containers_elapsed))
     }
     .await;
@@ -90,13 +96,25 @@ pub async fn up(docker: &Docker, run: &RunId, spec: &EmbeddedSpec) -> Result<Up,
         Ok((cluster, containers_elapsed)) => {
             Ok(Up { cluster, image, elapsed: start.elapsed(), containers_elapsed })
         }
+        // The names belong to a run that is already there: it is not ours to remove.
+        Err(e @ UpError::Backend(BackendError::NamesTaken { .. })) => Err(e),
         Err(e) => {
-            // A taken name belongs to someone else's run: removing by our label is still
-            // safe, since only objects labelled with this run id are touched.
             if let Err(cleanup) = down(docker, run).await {
                 tracing::warn!(run = %run, error = %cleanup, "Cleanup after a failed start also failed.");
             }
             Err(e)
+        }
+    }
+}
+
+/// Resolve only when a container of `run` has exited (or cannot be listed).
+async fn watch_for_exit(docker: &Docker, run: &RunId) -> BackendError {
+    loop {
+        sleep(Duration::from_millis(250)).await;
+        match docker::find_cluster(docker, run).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return BackendError::NoSuchRun(run.to_string()),
+            Err(e) => return e,
         }
     }
 }

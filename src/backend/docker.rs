@@ -9,11 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
+use futures_util::StreamExt;
 use futures_util::future::{join_all, try_join_all};
 
 use super::BackendError;
@@ -246,12 +247,12 @@ async fn create_node(
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    docker.create_container(Some(options), body).await.map_err(|source| match &source {
-        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
-            BackendError::NamesTaken { what: "containers", names: name.clone() }
-        }
-        _ => BackendError::Docker { action: format!("creating container {name}"), source },
-    })?;
+    // A name taken between the check and here is a race with another run of the same name;
+    // it surfaces as a Docker error (409), so the caller cleans up what this run made.
+    docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|source| BackendError::Docker { action: format!("creating container {name}"), source })?;
     Ok(())
 }
 
@@ -316,11 +317,29 @@ pub async fn find_cluster(docker: &Docker, run: &RunId) -> Result<Option<DockerC
             .ok_or_else(|| BackendError::NoAddress {
                 container: container.clone(),
                 network: network.clone(),
-            })?;
+            });
+        let ip = match ip {
+            Ok(ip) => ip,
+            // A container that exited has no address; its log says why.
+            Err(_) if c.state != Some(ContainerSummaryStateEnum::RUNNING) => {
+                let log = log_tail(docker, &container, 6).await;
+                return Err(BackendError::NodeExited { container, log });
+            }
+            Err(e) => return Err(e),
+        };
         nodes.push(NodeContainer { node: node.clone(), container, addr: SocketAddr::new(ip, REDIS_PORT) });
     }
     nodes.sort_by_key(|n| node_index(&n.node));
     Ok(Some(DockerCluster { run: run.clone(), nodes }))
+}
+
+/// The last `lines` lines of a container's output, joined with ` | ` for a one-line message.
+pub async fn log_tail(docker: &Docker, container: &str, lines: usize) -> String {
+    let tail = lines.to_string();
+    let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail).build();
+    let chunks: Vec<_> = docker.logs(container, Some(options)).collect().await;
+    let text: String = chunks.into_iter().filter_map(Result::ok).map(|c| c.to_string()).collect();
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
 }
 
 /// `redis-12` → 12, for ordering nodes naturally.

@@ -70,6 +70,14 @@ pub enum BackendError {
     /// No embedded cluster with this run id exists.
     #[error("no slotstorm cluster named {0:?} is running here; `slotstorm cluster up --name {0}` makes one")]
     NoSuchRun(String),
+    /// A node's server exited right after starting (usually a bad redis.conf directive).
+    #[error("node container {container} exited at start; its log ends: {log}")]
+    NodeExited {
+        /// The container.
+        container: String,
+        /// The last lines of its log.
+        log: String,
+    },
     /// A container's address could not be read.
     #[error("container {container} has no address on network {network}")]
     NoAddress {
@@ -90,6 +98,7 @@ impl BackendError {
                 | BackendError::NamesTaken { .. }
                 | BackendError::MissingHostBinary { .. }
                 | BackendError::NoSuchRun(_)
+                | BackendError::NodeExited { .. }
         )
     }
 }

@@ -1,0 +1,101 @@
+//! What every integration test shares: a real cluster in Docker, started through the public
+//! API and removed in `Drop` (on success, failure or panic of the test), and a check that a
+//! run left nothing labelled behind.
+
+#![allow(dead_code)] // each test binary uses its own part of this helper
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
+use slotstorm::backend::docker::{self, DockerCluster, RUN_LABEL, RunId};
+use slotstorm::embedded::{self, EmbeddedSpec, Up};
+
+/// A unique run id for this test process: `t<pid>-<tag>-<n>`.
+pub fn unique_run(tag: &str) -> RunId {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    RunId::new(&format!("t{}-{tag}-{n}", std::process::id())).expect("a valid run id")
+}
+
+/// A cluster that exists for one test.
+pub struct TestCluster {
+    /// The run it belongs to.
+    pub run: RunId,
+    /// What `up` returned.
+    pub up: Up,
+}
+
+impl TestCluster {
+    /// Bring up a cluster shaped by `spec`; panics (after `up` cleaned up) if it fails.
+    pub async fn start(tag: &str, spec: &EmbeddedSpec) -> TestCluster {
+        let docker = docker::connect().await.expect("the Docker engine is reachable");
+        let run = unique_run(tag);
+        let up = embedded::up(&docker, &run, spec).await.unwrap_or_else(|e| panic!("cluster {run} up: {e}"));
+        eprintln!(
+            "cluster {run} up in {:.2}s (containers {:.2}s)",
+            up.elapsed.as_secs_f64(),
+            up.containers_elapsed.as_secs_f64()
+        );
+        TestCluster { run, up }
+    }
+
+    /// The containers.
+    pub fn cluster(&self) -> &DockerCluster {
+        &self.up.cluster
+    }
+
+    /// The nodes' client addresses.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.up.cluster.addrs()
+    }
+
+    /// A `redis` crate cluster client seeded with every node.
+    pub fn client(&self) -> redis::cluster::ClusterClient {
+        let urls: Vec<String> = self.addrs().iter().map(|a| format!("redis://{a}/")).collect();
+        redis::cluster::ClusterClient::new(urls).expect("a cluster client")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // Drop may run inside a runtime (or while unwinding from a panic in one): tear down
+        // on a thread of our own with its own runtime.
+        let run = self.run.clone();
+        let joined = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            rt.block_on(async {
+                let docker = docker::connect().await.expect("the Docker engine is reachable");
+                embedded::down(&docker, &run).await
+            })
+        })
+        .join();
+        match joined {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("tearing down {}: {e}", self.run),
+            Err(_) => eprintln!("tearing down {} panicked", self.run),
+        }
+    }
+}
+
+/// Names of containers and networks still labelled with `run`.
+pub async fn leftovers(run: &RunId) -> Vec<String> {
+    let docker = Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
+    let label = format!("{RUN_LABEL}={run}");
+    let filters = HashMap::from([("label", vec![label.as_str()])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .await
+        .unwrap();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+        .await
+        .unwrap();
+    containers
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .chain(networks.into_iter().filter_map(|n| n.name))
+        .collect()
+}
