@@ -102,14 +102,17 @@ struct UpArgs {
     #[arg(long, default_value = "5000ms", value_parser = humantime::parse_duration)]
     node_timeout: Duration,
     /// appendonly.
-    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(long, default_value = "yes", value_name = "yes|no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     appendonly: bool,
     /// cluster-require-full-coverage.
-    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(long, default_value = "yes", value_name = "yes|no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     full_coverage: bool,
     /// Further redis.conf directives, as name=value (repeatable).
     #[arg(long = "config", value_parser = parse_directive)]
     config: Vec<(String, String)>,
+    /// Run this image (already in the engine) instead of building slotstorm/redis.
+    #[arg(long)]
+    image: Option<String>,
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
@@ -198,6 +201,7 @@ async fn cluster_up(args: UpArgs) -> Result<()> {
         appendonly: args.appendonly,
         require_full_coverage: args.full_coverage,
         extra: args.config,
+        image: args.image,
     };
     let docker = docker::connect().await?;
     eprintln!(

@@ -26,6 +26,9 @@ pub struct EmbeddedSpec {
     pub require_full_coverage: bool,
     /// Further `redis.conf` directives.
     pub extra: Vec<(String, String)>,
+    /// An image already present in the engine to run instead of the one slotstorm builds
+    /// (e.g. one made from `docker/Dockerfile`); it must accept redis-server arguments.
+    pub image: Option<String>,
 }
 
 impl Default for EmbeddedSpec {
@@ -36,6 +39,7 @@ impl Default for EmbeddedSpec {
             appendonly: true,
             require_full_coverage: true,
             extra: Vec::new(),
+            image: None,
         }
     }
 }
@@ -70,7 +74,10 @@ pub struct Up {
 /// # Errors
 /// [`UpError`] naming the node, container or step that failed.
 pub async fn up(docker: &Docker, run: &RunId, spec: &EmbeddedSpec) -> Result<Up, UpError> {
-    let image = image::ensure(docker, false).await?;
+    let image = match &spec.image {
+        Some(tag) => image::existing(docker, tag).await?,
+        None => image::ensure(docker, false).await?,
+    };
     let start = Instant::now();
     let config = NodeConfig {
         image: image.tag.clone(),
