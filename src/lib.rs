@@ -18,4 +18,5 @@ pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod embedded;
+pub mod history;
 pub mod shutdown;

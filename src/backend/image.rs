@@ -105,7 +105,12 @@ pub async fn ensure(docker: &Docker, force: bool) -> Result<BuiltImage, BackendE
 /// [`BackendError::NoSuchImage`] when the engine does not have it.
 pub async fn existing(docker: &Docker, tag: &str) -> Result<BuiltImage, BackendError> {
     let found = docker.inspect_image(tag).await.map_err(|_| BackendError::NoSuchImage(tag.to_string()))?;
-    Ok(BuiltImage { tag: tag.to_string(), size: found.size.unwrap_or(0), built: false, elapsed: Default::default() })
+    Ok(BuiltImage {
+        tag: tag.to_string(),
+        size: found.size.unwrap_or(0),
+        built: false,
+        elapsed: Default::default(),
+    })
 }
 
 /// The image's files: image path → host file whose content goes there.

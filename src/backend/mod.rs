@@ -68,7 +68,9 @@ pub enum BackendError {
         source: bollard::errors::Error,
     },
     /// A user-named image is not in the engine.
-    #[error("image {0:?} is not in the Docker engine and cannot be pulled here; build it first (docker build -t {0} docker/) or leave --image out to use slotstorm's own")]
+    #[error(
+        "image {0:?} is not in the Docker engine and cannot be pulled here; build it first (docker build -t {0} docker/) or leave --image out to use slotstorm's own"
+    )]
     NoSuchImage(String),
     /// No embedded cluster with this run id exists.
     #[error("no slotstorm cluster named {0:?} is running here; `slotstorm cluster up --name {0}` makes one")]

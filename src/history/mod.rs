@@ -1,0 +1,305 @@
+//! The history of a run: every op the driver completed and every error it met, on one
+//! monotonic clock that starts when the run does, plus latency histograms per op kind and
+//! interval. Workers record into their own [`Recorder`]; one [`Aggregator`] merges interval
+//! reports off the hot path.
+//!
+//! This module records; it never decides pass or fail (that is `check`) and never writes
+//! files (that is `report`).
+
+mod recorder;
+
+pub use recorder::{Aggregator, IntervalReport, Recorder};
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest latency a histogram can hold: one hour in microseconds. Anything slower is
+/// clamped to it (a run never waits that long for one op).
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// A fresh latency histogram: microseconds, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// What kind of failure an attempt met, as the report counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// No reply within the request timeout (or no connection within the connect timeout).
+    Timeout,
+    /// The node refused the connection, or it could not be reached at all.
+    Refused,
+    /// The connection broke: reset, broken pipe, closed by the peer.
+    Reset,
+    /// `CLUSTERDOWN`: the cluster is not serving this slot (or any, with full coverage).
+    ClusterDown,
+    /// `TRYAGAIN`: a multi-key op during resharding.
+    TryAgain,
+    /// `MOVED` that reached the application (the driver follows it; counted when it gives up).
+    Moved,
+    /// `ASK` that reached the application.
+    Ask,
+    /// `READONLY`: a write reached a replica (a demoted primary).
+    ReadOnly,
+    /// `LOADING`: the node is loading its dataset.
+    Loading,
+    /// `NOSCRIPT` after the driver's reload also failed.
+    NoScript,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorClass {
+    /// Every class, in report order.
+    pub const ALL: [ErrorClass; 11] = [
+        ErrorClass::Timeout,
+        ErrorClass::Refused,
+        ErrorClass::Reset,
+        ErrorClass::ClusterDown,
+        ErrorClass::TryAgain,
+        ErrorClass::Moved,
+        ErrorClass::Ask,
+        ErrorClass::ReadOnly,
+        ErrorClass::Loading,
+        ErrorClass::NoScript,
+        ErrorClass::Other,
+    ];
+
+    /// Number of classes.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`ErrorClass::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name used in files and summaries (`timeout`, `clusterdown`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Refused => "refused",
+            ErrorClass::Reset => "reset",
+            ErrorClass::ClusterDown => "clusterdown",
+            ErrorClass::TryAgain => "tryagain",
+            ErrorClass::Moved => "moved",
+            ErrorClass::Ask => "ask",
+            ErrorClass::ReadOnly => "readonly",
+            ErrorClass::Loading => "loading",
+            ErrorClass::NoScript => "noscript",
+            ErrorClass::Other => "other",
+        }
+    }
+}
+
+/// How an op ended, as the application saw it (after the client policy's retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every command got a non-error reply.
+    Ok,
+    /// Definitely not applied: refused before sending, or an error reply.
+    Fail(ErrorClass),
+    /// May or may not have been applied: timed out or cut off after sending. Never counted
+    /// as a failed write by the checkers, and its effect is never an anomaly.
+    Unknown(ErrorClass),
+}
+
+impl Outcome {
+    /// The error class, unless the op succeeded.
+    pub fn error(self) -> Option<ErrorClass> {
+        match self {
+            Outcome::Ok => None,
+            Outcome::Fail(c) | Outcome::Unknown(c) => Some(c),
+        }
+    }
+}
+
+/// An op kind: the index of the op in the workload's op list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct OpKind(pub u16);
+
+/// One completed op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpEvent {
+    /// Intended start, µs since the run began (the schedule's time in open loop).
+    pub start_us: u64,
+    /// From intended start to the final reply, including retries and queueing, in µs.
+    pub latency_us: u64,
+    /// Which op.
+    pub kind: OpKind,
+    /// The slot of the op's first key.
+    pub slot: u16,
+    /// What the application saw.
+    pub outcome: Outcome,
+    /// Attempts made (1 without retries).
+    pub attempts: u8,
+}
+
+/// One failed attempt of one request (a command or sub-pipeline sent to one node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorEvent {
+    /// When the error was seen, µs since the run began.
+    pub at_us: u64,
+    /// Which op.
+    pub kind: OpKind,
+    /// The slot the failed request addressed.
+    pub slot: u16,
+    /// The error.
+    pub class: ErrorClass,
+    /// True when this error is what the application saw (no retry followed).
+    pub last: bool,
+}
+
+/// Counters and a latency histogram for one op kind over one interval.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// Latency of every completed op (any outcome), µs from intended start.
+    pub latency: Histogram<u64>,
+    /// Ops that succeeded.
+    pub ok: u64,
+    /// Ops that failed, by class.
+    pub failed: [u64; ErrorClass::COUNT],
+    /// Ops whose outcome is unknown, by class.
+    pub unknown: [u64; ErrorClass::COUNT],
+    /// Errors of every attempt, including ones a retry later hid, by class.
+    pub attempt_errors: [u64; ErrorClass::COUNT],
+    /// MOVED redirections the driver followed.
+    pub moved: u64,
+    /// ASK redirections the driver followed.
+    pub ask: u64,
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        OpStats {
+            latency: new_histogram(),
+            ok: 0,
+            failed: [0; ErrorClass::COUNT],
+            unknown: [0; ErrorClass::COUNT],
+            attempt_errors: [0; ErrorClass::COUNT],
+            moved: 0,
+            ask: 0,
+        }
+    }
+}
+
+impl OpStats {
+    /// Completed ops of any outcome.
+    pub fn count(&self) -> u64 {
+        self.ok + self.errors()
+    }
+
+    /// Ops that failed or ended unknown.
+    pub fn errors(&self) -> u64 {
+        self.failed.iter().sum::<u64>() + self.unknown.iter().sum::<u64>()
+    }
+
+    /// Add `other` into `self`.
+    pub fn merge(&mut self, other: &OpStats) {
+        self.latency.add(&other.latency).expect("histograms share bounds");
+        self.ok += other.ok;
+        for i in 0..ErrorClass::COUNT {
+            self.failed[i] += other.failed[i];
+            self.unknown[i] += other.unknown[i];
+            self.attempt_errors[i] += other.attempt_errors[i];
+        }
+        self.moved += other.moved;
+        self.ask += other.ask;
+    }
+
+    /// Ops that failed or ended unknown, by class.
+    pub fn errors_by_class(&self) -> [u64; ErrorClass::COUNT] {
+        std::array::from_fn(|i| self.failed[i] + self.unknown[i])
+    }
+}
+
+/// One interval of the run: per op kind stats.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// Interval number; it covers `[index × length, (index + 1) × length)` of run time.
+    pub index: u32,
+    /// Per op kind, indexed by [`OpKind`].
+    pub ops: Vec<OpStats>,
+}
+
+/// Everything a run recorded.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Names of the op kinds, indexed by [`OpKind`].
+    pub op_names: Vec<String>,
+    /// Interval length.
+    pub interval: Duration,
+    /// Warm-up length: intervals that end before it are left out of whole-run figures.
+    pub warmup: Duration,
+    /// Wall-clock time at which the run clock read zero.
+    pub started_at: std::time::SystemTime,
+    /// How long the run went on (shorter than planned when interrupted).
+    pub elapsed: Duration,
+    /// Intervals in order, with none missing.
+    pub intervals: Vec<Interval>,
+    /// Every completed op, ordered by intended start.
+    pub ops: Vec<OpEvent>,
+    /// Every failed attempt, ordered by time.
+    pub errors: Vec<ErrorEvent>,
+}
+
+impl History {
+    /// Whole-run stats per op kind, warm-up excluded.
+    pub fn totals(&self) -> Vec<OpStats> {
+        let mut totals = vec![OpStats::default(); self.op_names.len()];
+        for interval in self.intervals.iter().filter(|i| !self.in_warmup(i.index)) {
+            for (t, s) in totals.iter_mut().zip(&interval.ops) {
+                t.merge(s);
+            }
+        }
+        totals
+    }
+
+    /// True when interval `index` ends within the warm-up.
+    pub fn in_warmup(&self, index: u32) -> bool {
+        self.interval * (index + 1) <= self.warmup
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_skip_warmup_intervals_and_merge_the_rest() {
+        let mut a = OpStats { ok: 5, ..Default::default() };
+        a.latency.record(100).unwrap();
+        let mut b = OpStats { ok: 7, ..Default::default() };
+        b.failed[ErrorClass::ClusterDown.index()] = 2;
+        b.latency.record(300).unwrap();
+        let h = History {
+            op_names: vec!["get".into()],
+            interval: Duration::from_secs(1),
+            warmup: Duration::from_secs(1),
+            started_at: std::time::SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(3),
+            intervals: vec![
+                Interval { index: 0, ops: vec![a.clone()] },
+                Interval { index: 1, ops: vec![b.clone()] },
+                Interval { index: 2, ops: vec![a] },
+            ],
+            ops: vec![],
+            errors: vec![],
+        };
+        let t = &h.totals()[0];
+        assert_eq!(t.ok, 12);
+        assert_eq!(t.errors(), 2);
+        assert_eq!(t.count(), 14);
+        assert_eq!(t.latency.len(), 2);
+        assert!(h.in_warmup(0) && !h.in_warmup(1));
+    }
+
+    #[test]
+    fn error_class_indices_follow_all() {
+        for (i, c) in ErrorClass::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+    }
+}
