@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod cli;
 pub mod cluster;
+pub mod driver;
 pub mod embedded;
 pub mod history;
 pub mod shutdown;
