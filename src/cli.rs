@@ -2,6 +2,7 @@
 //! No logic of its own beyond printing.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use crate::backend::docker::{self, RunId};
 use crate::backend::{self, BackendError, image};
 use crate::cluster::{self, Layout};
 use crate::embedded::{self, EmbeddedSpec, UpError};
-use crate::shutdown;
+use crate::run::{RunError, RunOptions};
+use crate::{shutdown, spec};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -38,6 +40,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a workload: bring up its cluster, drive it, write results/<time>-<name>/.
+    Run(RunArgs),
+    /// Check a workload file and print what it resolves to; starts nothing.
+    Validate {
+        /// The workload file.
+        file: PathBuf,
+    },
     /// The node image (built locally from this machine's Redis; nothing is pulled).
     Image {
         #[command(subcommand)]
@@ -50,6 +59,18 @@ enum Command {
     },
     /// Remove every container and network any slotstorm run left behind.
     Clean,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The workload file (see workloads/).
+    file: PathBuf,
+    /// Leave the embedded cluster running afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Where results folders go.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +165,8 @@ pub struct Exit {
 /// Run the parsed command line and return the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Run(args) => run_workload(args).await,
+        Command::Validate { file } => validate(&file),
         Command::Image { command: ImageCommand::Build { force } } => image_build(force).await,
         Command::Cluster { command } => match command {
             ClusterCommand::Up(args) => cluster_up(args).await,
@@ -173,12 +196,61 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(UpError::Backend(b)) = cause.downcast_ref::<UpError>() {
             return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
         }
+        match cause.downcast_ref::<RunError>() {
+            Some(RunError::Up(UpError::Backend(b)) | RunError::Backend(b)) => {
+                return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
+            }
+            Some(RunError::Seeds(_)) => return exit::BAD_INPUT,
+            Some(RunError::Interrupted(_)) => return exit::INTERRUPTED,
+            _ => {}
+        }
     }
     exit::HARNESS
 }
 
 fn run_id(name: &str) -> Result<RunId> {
     RunId::new(name).map_err(|message| Exit { code: exit::BAD_INPUT, message }.into())
+}
+
+/// Load a workload file, turning a bad one into exit code 2 with its one-line message.
+fn load_workload(file: &Path) -> Result<spec::Workload> {
+    spec::load(file).map_err(|e| Exit { code: exit::BAD_INPUT, message: e.to_string() }.into())
+}
+
+fn validate(file: &Path) -> Result<()> {
+    let w = load_workload(file)?;
+    let pacing = match w.load.pacing {
+        spec::Pacing::Open { rate } => format!("open loop at {rate} ops/s"),
+        spec::Pacing::Closed => "closed loop".to_string(),
+    };
+    let ops: Vec<String> = w.ops.iter().map(|o| format!("{} (weight {})", o.name, o.weight)).collect();
+    println!(
+        "{}: ok — {}, {:.0}s after {:.0}s warm-up, {} workers, ops: {}",
+        file.display(),
+        pacing,
+        w.load.duration.as_secs_f64(),
+        w.load.warmup.as_secs_f64(),
+        w.load.concurrency,
+        ops.join(", ")
+    );
+    Ok(())
+}
+
+async fn run_workload(args: RunArgs) -> Result<()> {
+    let workload = load_workload(&args.file)?;
+    let opts = RunOptions { keep: args.keep, results_root: args.results };
+    let report = crate::run::run(&workload, &opts).await?;
+    eprintln!();
+    print!("{}", crate::report::summary_table(&report.history));
+    println!("results: {}", report.dir.display());
+    if let Some(signal) = report.interrupted {
+        return Err(Exit {
+            code: exit::INTERRUPTED,
+            message: format!("interrupted by {signal}; results so far are in {}", report.dir.display()),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 async fn image_build(force: bool) -> Result<()> {

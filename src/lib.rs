@@ -4,6 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`spec`] | workload files (TOML): the format, defaults, and validation with `file:line:column` errors |
 //! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
 //! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status |
 //! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing |
@@ -20,4 +21,7 @@ pub mod cluster;
 pub mod driver;
 pub mod embedded;
 pub mod history;
+pub mod report;
+pub mod run;
 pub mod shutdown;
+pub mod spec;

@@ -54,14 +54,15 @@ pub struct Connections {
     router: Arc<Router>,
     epoch: u64,
     table: Arc<SlotTable>,
+    lane: usize,
     conns: Vec<(SocketAddr, u64, MultiplexedConnection)>,
 }
 
 impl Connections {
-    /// A worker's cache over `router`.
-    pub fn new(router: Arc<Router>) -> Connections {
+    /// A worker's cache over `router`, using connection `lane` of each node.
+    pub fn new(router: Arc<Router>, lane: usize) -> Connections {
         let (epoch, table) = router.table();
-        Connections { router, epoch, table, conns: Vec::new() }
+        Connections { router, epoch, table, lane, conns: Vec::new() }
     }
 
     /// The router behind the cache.
@@ -81,7 +82,7 @@ impl Connections {
         if let Some((_, generation, conn)) = self.conns.iter().find(|(a, _, _)| *a == addr) {
             return Ok((*generation, conn.clone()));
         }
-        let (generation, conn) = self.router.connection(addr, None).await?;
+        let (generation, conn) = self.router.connection(addr, self.lane, None).await?;
         self.conns.push((addr, generation, conn.clone()));
         Ok((generation, conn))
     }
@@ -91,7 +92,7 @@ impl Connections {
         self.conns.retain(|(a, _, _)| *a != addr);
         // Reconnect eagerly (shared with other workers) so the next op finds it ready; a
         // failure here is reported by whichever op needs the node next.
-        if let Ok((generation, conn)) = self.router.connection(addr, Some(generation)).await {
+        if let Ok((generation, conn)) = self.router.connection(addr, self.lane, Some(generation)).await {
             self.conns.push((addr, generation, conn));
         }
     }
@@ -106,6 +107,13 @@ enum Target {
     Asking(SocketAddr),
 }
 
+/// Commands bound for one node in one round: `(index, redirects so far)` each.
+struct Group {
+    addr: SocketAddr,
+    asking: bool,
+    members: Vec<(usize, u32)>,
+}
+
 /// Send `cmds` (only those listed in `todo`) and collect the outcome.
 pub async fn attempt(
     conns: &mut Connections,
@@ -117,7 +125,7 @@ pub async fn attempt(
     let mut pending: Vec<(usize, Target, u32)> = todo.iter().map(|&i| (i, Target::Owner, 0)).collect();
     while !pending.is_empty() {
         // Group by destination, keeping each group's commands in op order.
-        let mut groups: Vec<(SocketAddr, bool, Vec<(usize, u32)>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for (i, target, redirects) in pending.drain(..) {
             let (addr, asking) = match target {
                 Target::Owner => match conns.owner(cmds[i].slot) {
@@ -129,17 +137,18 @@ pub async fn attempt(
                 },
                 Target::Asking(a) => (a, true),
             };
-            match groups.iter_mut().find(|(a, k, _)| *a == addr && *k == asking) {
-                Some(g) => g.2.push((i, redirects)),
-                None => groups.push((addr, asking, vec![(i, redirects)])),
+            match groups.iter_mut().find(|g| g.addr == addr && g.asking == asking) {
+                Some(g) => g.members.push((i, redirects)),
+                None => groups.push(Group { addr, asking, members: vec![(i, redirects)] }),
             }
         }
         let results = send_groups(conns, cmds, &groups).await;
-        for ((addr, asking, members), result) in groups.into_iter().zip(results) {
+        for (Group { addr, asking, members }, result) in groups.into_iter().zip(results) {
             let replies = match result {
                 Ok(replies) => replies,
                 Err(failure) => {
-                    if matches!(failure.class, ErrorClass::Reset | ErrorClass::Refused | ErrorClass::Timeout) {
+                    if matches!(failure.class, ErrorClass::Reset | ErrorClass::Refused | ErrorClass::Timeout)
+                    {
                         conns.router().request_refresh();
                     }
                     for (i, _) in members {
@@ -202,14 +211,14 @@ pub async fn attempt(
 async fn send_groups(
     conns: &mut Connections,
     cmds: &[Routed],
-    groups: &[(SocketAddr, bool, Vec<(usize, u32)>)],
+    groups: &[Group],
 ) -> Vec<Result<Vec<Value>, Failure>> {
     // Look the connections up first (that needs the worker's cache), then send at once.
     let mut prepared = Vec::with_capacity(groups.len());
-    for (addr, _, _) in groups {
-        prepared.push(conns.get(*addr).await);
+    for g in groups {
+        prepared.push(conns.get(g.addr).await);
     }
-    let sends = groups.iter().zip(&prepared).map(|((_, asking, members), conn)| async move {
+    let sends = groups.iter().zip(&prepared).map(|(Group { asking, members, .. }, conn)| async move {
         let (_, conn) = conn.as_ref().map_err(|f| *f)?;
         let mut conn = conn.clone();
         let result = if !asking && members.len() == 1 {
@@ -231,17 +240,21 @@ async fn send_groups(
     } else {
         futures_util::future::join_all(sends).await
     };
-    for (((addr, _, _), conn), result) in groups.iter().zip(&prepared).zip(&results) {
+    for ((g, conn), result) in groups.iter().zip(&prepared).zip(&results) {
         if let (Ok((generation, _)), Err(f)) = (conn, result)
             && f.class == ErrorClass::Reset
         {
-            conns.broken(*addr, *generation).await;
+            conns.broken(g.addr, *generation).await;
         }
     }
     results
 }
 
-async fn load_script(conns: &mut Connections, addr: SocketAddr, script: &ScriptSource) -> Result<(), Failure> {
+async fn load_script(
+    conns: &mut Connections,
+    addr: SocketAddr,
+    script: &ScriptSource,
+) -> Result<(), Failure> {
     let (_, mut conn) = conns.get(addr).await?;
     let mut cmd = redis::cmd("SCRIPT");
     cmd.arg("LOAD").arg(&script.source);

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::Notify;
 
 use super::classify::{Failure, request_error};
@@ -68,11 +68,14 @@ struct NodeSlot {
     last_failure: Option<(Instant, Failure)>,
 }
 
+/// One connection lane of one node, locked while it (re)connects.
+type SharedSlot = Arc<tokio::sync::Mutex<NodeSlot>>;
+
 /// The shared router.
 pub struct Router {
     table: RwLock<Arc<SlotTable>>,
     epoch: AtomicU64,
-    nodes: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<NodeSlot>>>>,
+    nodes: Mutex<HashMap<(SocketAddr, usize), SharedSlot>>,
     next_generation: AtomicU64,
     request_timeout: Duration,
     password: Option<String>,
@@ -151,11 +154,12 @@ impl Router {
     pub async fn refresh_now(&self) {
         let mut addrs = self.table().1.nodes();
         addrs.extend(self.seeds.iter().copied());
-        addrs.extend(self.nodes.lock().expect("node map lock").keys().copied());
+        addrs.extend(self.nodes.lock().expect("node map lock").keys().map(|(a, _)| *a));
         addrs.sort();
         addrs.dedup();
         let views = futures_util::future::join_all(addrs.into_iter().map(|a| async move {
-            let mut node = tokio::time::timeout(ADMIN_TIMEOUT, Node::connect(a, ADMIN_TIMEOUT)).await.ok()?.ok()?;
+            let mut node =
+                tokio::time::timeout(ADMIN_TIMEOUT, Node::connect(a, ADMIN_TIMEOUT)).await.ok()?.ok()?;
             tokio::time::timeout(ADMIN_TIMEOUT, node.view()).await.ok()?.ok()
         }))
         .await;
@@ -173,22 +177,24 @@ impl Router {
         }
     }
 
-    fn node_slot(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<NodeSlot>> {
-        self.nodes.lock().expect("node map lock").entry(addr).or_default().clone()
+    fn node_slot(&self, addr: SocketAddr, lane: usize) -> SharedSlot {
+        self.nodes.lock().expect("node map lock").entry((addr, lane)).or_default().clone()
     }
 
-    /// A connection to `addr`: the shared one, or a new one when `stale` names the
-    /// generation that just failed. Workers cache what this returns.
+    /// Connection `lane` to `addr` (workers share `connections` lanes per node): the
+    /// current one, or a new one when `stale` names the generation that just failed.
+    /// Workers cache what this returns.
     ///
     /// # Errors
     /// The connect failure, classified (never applied).
     pub async fn connection(
         &self,
         addr: SocketAddr,
+        lane: usize,
         stale: Option<u64>,
     ) -> Result<(u64, MultiplexedConnection), Failure> {
         let asked = Instant::now();
-        let slot = self.node_slot(addr);
+        let slot = self.node_slot(addr, lane);
         let mut slot = slot.lock().await;
         if let Some((generation, conn)) = &slot.conn
             && Some(*generation) != stale
@@ -225,7 +231,10 @@ impl Router {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.request_timeout))
             .set_response_timeout(Some(self.request_timeout));
-        client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| request_error(&e, false))
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| request_error(&e, false))
     }
 }
 

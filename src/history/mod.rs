@@ -131,10 +131,15 @@ pub struct OpEvent {
     pub kind: OpKind,
     /// The slot of the op's first key.
     pub slot: u16,
+    /// The key id the op's first command addressed (`$id`).
+    pub id: u64,
     /// What the application saw.
     pub outcome: Outcome,
     /// Attempts made (1 without retries).
     pub attempts: u8,
+    /// The first command's reply when it is an integer (a rate limiter's verdict, a
+    /// counter), for checkers.
+    pub reply: Option<i64>,
 }
 
 /// One failed attempt of one request (a command or sub-pipeline sent to one node).

@@ -148,7 +148,16 @@ mod tests {
     use crate::history::{ErrorClass, OpKind};
 
     fn op(kind: u16, start_us: u64, latency_us: u64, outcome: Outcome) -> OpEvent {
-        OpEvent { start_us, latency_us, kind: OpKind(kind), slot: 0, outcome, attempts: 1 }
+        OpEvent {
+            start_us,
+            latency_us,
+            kind: OpKind(kind),
+            slot: 0,
+            id: 0,
+            outcome,
+            attempts: 1,
+            reply: None,
+        }
     }
 
     #[test]

@@ -99,3 +99,42 @@ pub async fn leftovers(run: &RunId) -> Vec<String> {
         .chain(networks.into_iter().filter_map(|n| n.name))
         .collect()
 }
+
+/// A scratch folder for one test, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty folder named after `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("slotstorm-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("scripts")).unwrap();
+        // Workloads here may name the shipped scripts.
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/scripts")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join("scripts").join(path.file_name().unwrap())).unwrap();
+        }
+        TempDir(dir)
+    }
+
+    /// Write `text` to `name` in the folder and return its path.
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `[cluster]` table pointing a workload at `tc` as an external cluster.
+pub fn external_cluster_toml(tc: &TestCluster) -> String {
+    let seeds: Vec<String> = tc.addrs().iter().map(|a| format!("\"{a}\"")).collect();
+    format!("[cluster]\nkind = \"external\"\nseeds = [{}]\n", seeds.join(", "))
+}

@@ -1,0 +1,179 @@
+//! From workload ops to commands on the wire: pick an op by weight, fill its templates
+//! (`$id`, `$value`, `$now`, …) and note each command's slot from its key (argument 1, or a
+//! script's first key).
+
+use std::time::SystemTime;
+
+use redis::Cmd;
+
+use super::exec::{Routed, ScriptSource};
+use super::keys::KeyChooser;
+use crate::cluster::slot::Slot;
+use crate::history::OpKind;
+use crate::spec::{ArgTemplate, CommandTemplate, OpBody, OpSpec, RenderCtx};
+
+/// One op, ready to render.
+struct RenderOp {
+    name: String,
+    body: Body,
+}
+
+enum Body {
+    /// Commands (one, or a per-id pipeline repeated `batch` times with different ids).
+    Commands { templates: Vec<CommandTemplate>, batch: usize },
+    /// `EVALSHA sha numkeys keys… args…`.
+    Script { sha: String, source: ScriptSource, keys: Vec<ArgTemplate>, args: Vec<ArgTemplate> },
+}
+
+/// A rendered op.
+pub struct Rendered {
+    /// Its commands with their slots, in order.
+    pub cmds: Vec<Routed>,
+    /// The first id it addressed.
+    pub id: u64,
+}
+
+/// A worker's reusable buffers.
+#[derive(Default)]
+pub struct Scratch {
+    arg: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// The workload's ops, with their weights.
+pub struct Renderer {
+    ops: Vec<RenderOp>,
+    /// Running sum of weights: op `i` is picked for draws below `cumulative[i]`.
+    cumulative: Vec<u32>,
+}
+
+impl Renderer {
+    /// Prepare `ops` (as resolved from the workload file).
+    pub fn new(ops: &[OpSpec]) -> Renderer {
+        let mut cumulative = Vec::with_capacity(ops.len());
+        let mut total = 0u32;
+        let ops = ops
+            .iter()
+            .map(|op| {
+                total += op.weight;
+                cumulative.push(total);
+                let body = match &op.body {
+                    OpBody::Command(c) => Body::Commands { templates: vec![c.clone()], batch: 1 },
+                    OpBody::Pipeline { commands, batch } => {
+                        Body::Commands { templates: commands.clone(), batch: (*batch).max(1) }
+                    }
+                    OpBody::Script { source, keys, args, .. } => Body::Script {
+                        sha: sha1_hex(source.as_bytes()),
+                        source: ScriptSource { source: source.clone() },
+                        keys: keys.clone(),
+                        args: args.clone(),
+                    },
+                };
+                RenderOp { name: op.name.clone(), body }
+            })
+            .collect();
+        Renderer { ops, cumulative }
+    }
+
+    /// Number of op kinds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when there are no ops (a resolved workload always has one).
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The op names, indexed by [`OpKind`].
+    pub fn names(&self) -> Vec<String> {
+        self.ops.iter().map(|o| o.name.clone()).collect()
+    }
+
+    /// Sum of the weights.
+    pub fn total_weight(&self) -> u32 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// The op a uniform draw `r` in `0..total_weight()` picks.
+    pub fn pick(&self, r: u32) -> OpKind {
+        OpKind(self.cumulative.partition_point(|&c| c <= r) as u16)
+    }
+
+    /// The script op `kind` runs, if it runs one.
+    pub fn script(&self, kind: OpKind) -> Option<&ScriptSource> {
+        match &self.ops[usize::from(kind.0)].body {
+            Body::Script { source, .. } => Some(source),
+            Body::Commands { .. } => None,
+        }
+    }
+
+    /// Fill op `kind`'s templates with fresh ids and values.
+    pub fn render(&self, kind: OpKind, keys: &mut KeyChooser, uid: u64, scratch: &mut Scratch) -> Rendered {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        match &self.ops[usize::from(kind.0)].body {
+            Body::Commands { templates, batch } => {
+                let mut cmds = Vec::with_capacity(templates.len() * batch);
+                let mut first_id = 0;
+                for b in 0..*batch {
+                    let id = keys.next_id();
+                    if b == 0 {
+                        first_id = id;
+                    }
+                    scratch.value.clear();
+                    scratch.value.extend_from_slice(keys.value());
+                    let ctx = RenderCtx { id, value: &scratch.value, now, uid };
+                    for t in templates {
+                        let mut cmd = Cmd::new();
+                        cmd.arg(t.name());
+                        let mut slot = 0;
+                        for (n, arg) in t.args().iter().enumerate() {
+                            scratch.arg.clear();
+                            arg.render_into(&ctx, &mut scratch.arg);
+                            if n == 0 {
+                                slot = Slot::of(&scratch.arg).get();
+                            }
+                            cmd.arg(&scratch.arg[..]);
+                        }
+                        cmds.push(Routed { cmd, slot });
+                    }
+                }
+                Rendered { cmds, id: first_id }
+            }
+            Body::Script { sha, keys: key_templates, args, .. } => {
+                let id = keys.next_id();
+                scratch.value.clear();
+                scratch.value.extend_from_slice(keys.value());
+                let ctx = RenderCtx { id, value: &scratch.value, now, uid };
+                let mut cmd = Cmd::new();
+                cmd.arg("EVALSHA").arg(sha).arg(key_templates.len());
+                let mut slot = 0;
+                for (n, t) in key_templates.iter().chain(args).enumerate() {
+                    scratch.arg.clear();
+                    t.render_into(&ctx, &mut scratch.arg);
+                    if n == 0 {
+                        slot = Slot::of(&scratch.arg).get();
+                    }
+                    cmd.arg(&scratch.arg[..]);
+                }
+                Rendered { cmds: vec![Routed { cmd, slot }], id }
+            }
+        }
+    }
+}
+
+/// Lower-case hex SHA1, as `SCRIPT LOAD` answers and `EVALSHA` expects.
+fn sha1_hex(data: &[u8]) -> String {
+    redis::Script::new(std::str::from_utf8(data).unwrap_or_default()).get_hash().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_redis() {
+        // SCRIPT LOAD "return 1" answers this hash.
+        assert_eq!(sha1_hex(b"return 1"), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+    }
+}

@@ -1,0 +1,211 @@
+//! Writing the data files of a results folder.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use serde_json::{Value, json};
+
+use crate::history::{ErrorClass, History, OpStats};
+
+/// A shard: a primary's slots at the start of the run, named after that primary.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    /// The primary's name (`redis-1`) or address.
+    pub name: String,
+    /// Its slot ranges, inclusive.
+    pub ranges: Vec<(u16, u16)>,
+}
+
+/// What a run's files say besides the history.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    /// The workload's name.
+    pub workload: String,
+    /// The workload file as given.
+    pub workload_path: String,
+    /// The workload file's text, verbatim: the config snapshot.
+    pub workload_toml: String,
+    /// The Redis version the nodes run.
+    pub redis_version: String,
+    /// The cluster, described for people (kind, layout, settings, nodes).
+    pub cluster: Value,
+    /// The shards at the start, for attributing errors.
+    pub shards: Vec<Shard>,
+    /// True when the run was cut short (Ctrl-C, SIGTERM, an error).
+    pub interrupted: Option<String>,
+}
+
+/// Write `run.json`, `latency.hlog`, `timeline.csv` and `events.jsonl` into `dir`.
+///
+/// # Errors
+/// The first I/O error.
+pub fn write_results(dir: &Path, history: &History, meta: &RunMeta) -> io::Result<()> {
+    write_json(&dir.join("run.json"), &run_json(history, meta))?;
+    write_hlog(&dir.join("latency.hlog"), history)?;
+    write_timeline(&dir.join("timeline.csv"), history)?;
+    write_events(&dir.join("events.jsonl"), history, meta)?;
+    Ok(())
+}
+
+/// Percentiles reported everywhere, with their names.
+pub const PERCENTILES: [(&str, f64); 5] =
+    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9), ("p99_99", 99.99)];
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, p) in PERCENTILES {
+        m.insert(name.into(), json!(h.value_at_percentile(p)));
+    }
+    m.insert("max".into(), json!(h.max()));
+    m.insert("mean".into(), json!((h.mean() * 10.0).round() / 10.0));
+    m.insert("count".into(), json!(h.len()));
+    Value::Object(m)
+}
+
+fn classes_json(counts: &[u64; ErrorClass::COUNT]) -> Value {
+    let m: serde_json::Map<String, Value> = ErrorClass::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| (c.name().to_string(), json!(n)))
+        .collect();
+    Value::Object(m)
+}
+
+fn op_json(s: &OpStats, measured_s: f64) -> Value {
+    json!({
+        "count": s.count(),
+        "ok": s.ok,
+        "errors": s.errors(),
+        "ops_per_s": (s.count() as f64 / measured_s * 10.0).round() / 10.0,
+        "failed": classes_json(&s.failed),
+        "unknown": classes_json(&s.unknown),
+        "attempt_errors": classes_json(&s.attempt_errors),
+        "moved_followed": s.moved,
+        "ask_followed": s.ask,
+        "latency_us": latency_json(&s.latency),
+    })
+}
+
+fn run_json(history: &History, meta: &RunMeta) -> Value {
+    let totals = history.totals();
+    let measured_s = history.elapsed.saturating_sub(history.warmup).as_secs_f64().max(1e-9);
+    let mut all = OpStats::default();
+    let mut ops = serde_json::Map::new();
+    for (name, s) in history.op_names.iter().zip(&totals) {
+        ops.insert(name.clone(), op_json(s, measured_s));
+        all.merge(s);
+    }
+    // Errors the application saw, by the shard (initial primary) of the slot they addressed.
+    let shard_of = |slot: u16| {
+        meta.shards
+            .iter()
+            .find(|s| s.ranges.iter().any(|&(a, b)| a <= slot && slot <= b))
+            .map_or_else(|| format!("slot {slot}"), |s| s.name.clone())
+    };
+    let warmup_us = history.warmup.as_micros() as u64;
+    let mut by_shard: BTreeMap<String, [u64; ErrorClass::COUNT]> = BTreeMap::new();
+    for e in history.errors.iter().filter(|e| e.last && e.at_us >= warmup_us) {
+        by_shard.entry(shard_of(e.slot)).or_insert([0; ErrorClass::COUNT])[e.class.index()] += 1;
+    }
+    let by_shard: serde_json::Map<String, Value> =
+        by_shard.iter().map(|(k, v)| (k.clone(), classes_json(v))).collect();
+    json!({
+        "slotstorm_version": env!("CARGO_PKG_VERSION"),
+        "redis_version": meta.redis_version,
+        "workload": meta.workload,
+        "workload_path": meta.workload_path,
+        "started_at": humantime::format_rfc3339_millis(history.started_at).to_string(),
+        "elapsed_s": history.elapsed.as_secs_f64(),
+        "warmup_s": history.warmup.as_secs_f64(),
+        "interval_s": history.interval.as_secs_f64(),
+        "interrupted": meta.interrupted,
+        "cluster": meta.cluster,
+        "shards": meta.shards.iter().map(|s| json!({"name": s.name, "slots": s.ranges})).collect::<Vec<_>>(),
+        "totals": op_json(&all, measured_s),
+        "ops": ops,
+        "errors_by_shard": by_shard,
+        "latency_unit": "us, from each op's intended start",
+        "workload_toml": meta.workload_toml,
+    })
+}
+
+fn write_json(path: &Path, v: &Value) -> io::Result<()> {
+    let mut f = BufWriter::new(File::create(path)?);
+    serde_json::to_writer_pretty(&mut f, v)?;
+    f.write_all(b"\n")?;
+    f.flush()
+}
+
+/// An HdrHistogram interval log in the Java format: one compressed V2 histogram per interval
+/// and op, tagged with the op's name; values in µs.
+fn write_hlog(path: &Path, history: &History) -> io::Result<()> {
+    let mut f = BufWriter::new(File::create(path)?);
+    let start = history.started_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    writeln!(f, "#[Histograms of slotstorm op latency in microseconds, one per interval and op (Tag=op)]")?;
+    writeln!(f, "#[StartTime: {start:.3} (seconds since epoch)]")?;
+    writeln!(f, "#[BaseTime: {start:.3} (seconds since epoch)]")?;
+    writeln!(f, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
+    let mut serializer = V2DeflateSerializer::new();
+    let mut writer = IntervalLogWriterBuilder::new().begin_log_with(&mut f, &mut serializer)?;
+    for interval in &history.intervals {
+        let at = history.interval * interval.index;
+        for (name, s) in history.op_names.iter().zip(&interval.ops) {
+            if s.latency.is_empty() {
+                continue;
+            }
+            writer
+                .write_histogram(&s.latency, at, history.interval, Tag::new(name))
+                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+        }
+    }
+    drop(writer);
+    f.flush()
+}
+
+fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
+    let mut f = BufWriter::new(File::create(path)?);
+    write!(f, "interval,start_s,warmup,op,count,ok,errors")?;
+    for c in ErrorClass::ALL {
+        write!(f, ",{}", c.name())?;
+    }
+    writeln!(f, ",moved_followed,ask_followed,p50_us,p99_us,max_us")?;
+    for interval in &history.intervals {
+        let start_s = (history.interval * interval.index).as_secs_f64();
+        let warmup = history.in_warmup(interval.index);
+        for (name, s) in history.op_names.iter().zip(&interval.ops) {
+            write!(
+                f,
+                "{},{start_s:.3},{warmup},{name},{},{},{}",
+                interval.index,
+                s.count(),
+                s.ok,
+                s.errors()
+            )?;
+            for n in s.errors_by_class() {
+                write!(f, ",{n}")?;
+            }
+            let (p50, p99) = (s.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.99));
+            writeln!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
+        }
+    }
+    f.flush()
+}
+
+fn write_events(path: &Path, history: &History, meta: &RunMeta) -> io::Result<()> {
+    let mut f = BufWriter::new(File::create(path)?);
+    let started = json!({"t_s": 0.0, "event": "run_started", "workload": meta.workload});
+    writeln!(f, "{started}")?;
+    let ended = json!({
+        "t_s": history.elapsed.as_secs_f64(),
+        "event": "run_ended",
+        "interrupted": meta.interrupted,
+    });
+    writeln!(f, "{ended}")?;
+    f.flush()
+}

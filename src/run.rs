@@ -1,0 +1,337 @@
+//! One run, start to end: bring the cluster up (or reach an external one), drive the
+//! workload with a live progress line, write the results folder, take the cluster down.
+//! Every exit path (normal end, error, Ctrl-C/SIGTERM, panic) writes what was measured and
+//! removes what the run started.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use serde_json::json;
+
+use crate::backend::docker::{self as docker_backend, RunId};
+use crate::backend::{self, BackendError};
+use crate::cluster::{self, ClusterError};
+use crate::driver::keys::KeySpace;
+use crate::driver::render::Renderer;
+use crate::driver::router::Router;
+use crate::driver::{self, DriverPlan, RunClock, Stop};
+use crate::embedded::{self, UpError};
+use crate::history::{Aggregator, History};
+use crate::report::{self, RunMeta, Shard};
+use crate::shutdown;
+use crate::spec::{ClusterTarget, Workload};
+
+/// Options of `slotstorm run` beyond the workload file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Leave the embedded cluster running afterwards.
+    pub keep: bool,
+    /// Where results folders go (`results/`).
+    pub results_root: PathBuf,
+}
+
+/// Why a run could not happen or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The cluster could not be brought up.
+    #[error(transparent)]
+    Up(#[from] UpError),
+    /// Docker failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A seed address is malformed.
+    #[error("{0}")]
+    Seeds(String),
+    /// The results could not be written.
+    #[error("writing results to {dir}: {source}")]
+    Results {
+        /// The folder.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Interrupted before the load started; nothing was measured.
+    #[error("interrupted by {0} before the load started; nothing left behind")]
+    Interrupted(&'static str),
+}
+
+/// What a finished (or interrupted) run leaves.
+pub struct RunReport {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// The history.
+    pub history: History,
+    /// The signal that cut the run short, if one did.
+    pub interrupted: Option<&'static str>,
+}
+
+/// Removes an embedded cluster when dropped without [`Teardown::disarm`]: the path a panic
+/// takes. Normal ends tear down explicitly (and report it).
+struct Teardown {
+    run: Option<RunId>,
+}
+
+impl Teardown {
+    fn disarm(&mut self) -> Option<RunId> {
+        self.run.take()
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        // Drop may run on a runtime thread while unwinding: use a thread and runtime of
+        // our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let docker = docker_backend::connect().await.ok()?;
+                embedded::down(&docker, &run).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Run `workload`.
+///
+/// # Errors
+/// [`RunError`] when the cluster cannot be had or results cannot be written; a run cut short
+/// by a signal after the load began is not an error (see [`RunReport::interrupted`]).
+pub async fn run(workload: &Workload, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let stop = Arc::new(Stop::default());
+    let signal: Arc<Mutex<Option<&'static str>>> = Arc::default();
+    let watcher = {
+        let (stop, signal) = (stop.clone(), signal.clone());
+        tokio::spawn(async move {
+            let name = shutdown::signalled().await;
+            eprintln!("{name}: stopping the load, writing results and cleaning up…");
+            *signal.lock().expect("signal lock") = Some(name);
+            stop.stop();
+        })
+    };
+    let result = run_inner(workload, opts, stop, signal.clone()).await;
+    watcher.abort();
+    result
+}
+
+async fn run_inner(
+    workload: &Workload,
+    opts: &RunOptions,
+    stop: Arc<Stop>,
+    signal: Arc<Mutex<Option<&'static str>>>,
+) -> Result<RunReport, RunError> {
+    let clock_wall = std::time::SystemTime::now();
+    let mut teardown = Teardown { run: None };
+    let mut docker: Option<Docker> = None;
+    let (seeds, names, cluster_desc) = match &workload.cluster {
+        ClusterTarget::Embedded(spec) => {
+            let d = docker_backend::connect().await?;
+            let run = run_id(&workload.name, clock_wall);
+            eprintln!(
+                "starting cluster {run}: {} primaries × {} replicas, cluster-node-timeout {} ms",
+                spec.layout.masters,
+                spec.layout.replicas,
+                spec.node_timeout.as_millis()
+            );
+            let up = tokio::select! {
+                up = embedded::up(&d, &run, spec) => up?,
+                _ = wait_stop(&stop) => {
+                    embedded::down(&d, &run).await?;
+                    let name = signal.lock().expect("signal lock").unwrap_or("a stop");
+                    return Err(RunError::Interrupted(name));
+                }
+            };
+            teardown.run = Some(run.clone());
+            eprintln!("cluster {run} up in {:.2}s", up.elapsed.as_secs_f64());
+            let desc = json!({
+                "kind": "embedded",
+                "run": run.as_str(),
+                "masters": spec.layout.masters,
+                "replicas": spec.layout.replicas,
+                "node_timeout_ms": spec.node_timeout.as_millis() as u64,
+                "appendonly": spec.appendonly,
+                "require_full_coverage": spec.require_full_coverage,
+                "config": spec.extra,
+                "image": up.image.tag,
+                "nodes": up.cluster.nodes.iter().map(|n| json!({"node": n.node, "addr": n.addr.to_string()})).collect::<Vec<_>>(),
+            });
+            docker = Some(d);
+            (up.cluster.addrs(), up.cluster.names(), desc)
+        }
+        ClusterTarget::External { seeds, .. } => {
+            let addrs = backend::resolve_seeds(seeds).map_err(RunError::Seeds)?;
+            (addrs, Default::default(), json!({"kind": "external", "seeds": seeds}))
+        }
+    };
+    let password = match &workload.cluster {
+        ClusterTarget::External { password, .. } => password.clone(),
+        ClusterTarget::Embedded(_) => None,
+    };
+    let outcome =
+        drive_and_record(workload, opts, &seeds, &names, cluster_desc, password, stop, &signal).await;
+    if let (Some(d), Some(run)) = (&docker, teardown.disarm()) {
+        if opts.keep {
+            eprintln!("keeping cluster {run} (slotstorm cluster down --name {run} removes it)");
+        } else {
+            let start = std::time::Instant::now();
+            embedded::down(d, &run).await?;
+            eprintln!("cluster {run} down in {:.2}s", start.elapsed().as_secs_f64());
+        }
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive_and_record(
+    workload: &Workload,
+    opts: &RunOptions,
+    seeds: &[SocketAddr],
+    names: &std::collections::HashMap<SocketAddr, String>,
+    cluster_desc: serde_json::Value,
+    password: Option<String>,
+    stop: Arc<Stop>,
+    signal: &Arc<Mutex<Option<&'static str>>>,
+) -> Result<RunReport, RunError> {
+    let survey = cluster::survey(seeds).await?;
+    let shards = survey
+        .seed_view
+        .nodes
+        .iter()
+        .filter(|n| n.is_primary() && !n.slots.is_empty())
+        .map(|n| Shard {
+            name: n.addr.parse().ok().and_then(|a| names.get(&a).cloned()).unwrap_or_else(|| n.addr.clone()),
+            ranges: n.slots.iter().map(|r| (r.start, r.end)).collect(),
+        })
+        .collect();
+    let redis_version = backend::image::host_redis_version().unwrap_or_else(|_| "unknown".into());
+    let router = Router::connect(seeds, workload.client.timeout, password).await?;
+    let plan = Arc::new(driver_plan(workload));
+    let live: driver::Live = Arc::new(Mutex::new(Aggregator::new(plan.renderer.len()).0));
+    let clock = RunClock::start();
+    let dir = report::new_results_dir(&opts.results_root, &workload.name, clock.started_at)
+        .map_err(|source| RunError::Results { dir: opts.results_root.clone(), source })?;
+    eprintln!(
+        "driving {} for {:.0}s (warm-up {:.0}s); results in {}",
+        workload.name,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        dir.display()
+    );
+    let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock));
+    let history = driver::drive(plan.clone(), router, clock, stop, live).await;
+    progress.abort();
+    let interrupted = *signal.lock().expect("signal lock");
+    let meta = RunMeta {
+        workload: workload.name.clone(),
+        workload_path: workload.path.display().to_string(),
+        workload_toml: std::fs::read_to_string(&workload.path).unwrap_or_default(),
+        redis_version,
+        cluster: cluster_desc,
+        shards,
+        interrupted: interrupted.map(|s| format!("interrupted by {s}")),
+    };
+    report::write_results(&dir, &history, &meta)
+        .map_err(|source| RunError::Results { dir: dir.clone(), source })?;
+    Ok(RunReport { dir, history, interrupted })
+}
+
+async fn wait_stop(stop: &Stop) {
+    while !stop.stopped() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The run id (and container prefix) for a run of `name` started at `at`: its time, its
+/// name and a random tag, so runs started in the same second never share names.
+fn run_id(name: &str, at: std::time::SystemTime) -> RunId {
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip(4)
+        .take(10)
+        .collect();
+    let clean: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .take(20)
+        .collect();
+    let tag: u16 = rand::random();
+    RunId::new(&format!("{stamp}-{clean}-{tag:04x}"))
+        .unwrap_or_else(|_| RunId::new(&format!("{stamp}-{tag:04x}")).expect("digits are a valid id"))
+}
+
+fn driver_plan(w: &Workload) -> DriverPlan {
+    let l = &w.load;
+    DriverPlan {
+        pacing: l.pacing,
+        workers: l.concurrency,
+        connections: l.connections,
+        duration: l.warmup + l.duration,
+        warmup: l.warmup,
+        interval: l.interval,
+        seed: l.seed,
+        policy: w.client,
+        keys: KeySpace::new(
+            w.keys.count,
+            w.keys.distribution.clone(),
+            w.keys.value_size.min,
+            w.keys.value_size.max,
+        ),
+        renderer: Renderer::new(&w.ops),
+    }
+}
+
+/// A live line on a terminal, one plain line per interval otherwise (CI logs).
+async fn progress(live: driver::Live, plan: Arc<DriverPlan>, clock: RunClock) {
+    let tty = std::io::stderr().is_terminal();
+    let total = plan.duration.as_secs_f64();
+    let mut shown = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let elapsed = clock.start.elapsed();
+        // An interval is shown once the next one is well under way, when every worker has
+        // reported it.
+        let ready = (elapsed.saturating_sub(Duration::from_millis(300)).as_micros()
+            / plan.interval.as_micros().max(1)) as u32;
+        if ready <= shown {
+            continue;
+        }
+        let line = {
+            let mut agg = live.lock().expect("aggregator lock");
+            agg.drain();
+            let Some(stats) = agg.interval(ready - 1) else {
+                shown = ready;
+                continue;
+            };
+            let mut all = crate::history::OpStats::default();
+            for s in stats {
+                all.merge(s);
+            }
+            let secs = plan.interval.as_secs_f64();
+            format!(
+                "[{:>5.1}s/{total:.0}s] {:>8.0} ops/s  {:>6} errors  p99 {:>8.3} ms  max {:>8.3} ms",
+                elapsed.as_secs_f64().min(total),
+                all.count() as f64 / secs,
+                all.errors(),
+                all.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                all.latency.max() as f64 / 1000.0,
+            )
+        };
+        shown = ready;
+        if tty {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Workload files: the TOML format, its defaults, and its validation. A file is read in two
+//! stages, as ripgrep reads its flags: `raw` deserializes it into structs that only check
+//! the input's shape (unknown fields and wrong types are errors), then `resolve` applies
+//! defaults, checks the rules between fields, compiles command templates and reads script
+//! files, producing a [`Workload`] that the core uses as it is and never re-parses.
+//!
+//! Every error names `file:line:column: field: message` on one line (see [`SpecError`]).
+//!
+//! This module reads files; it never talks to Redis or Docker.
+//!
+//! # The format
+//!
+//! The files in `workloads/` are the examples. In short (defaults in parentheses):
+//!
+//! ```toml
+//! name = "seed-users"          # (the file stem) names the run and its results folder
+//! description = "..."          # optional
+//! chaos = "../chaos/x.toml"    # optional, relative to this file
+//!
+//! [cluster]                    # optional; an embedded 3 x 1 cluster by default
+//! kind = "embedded"            # "embedded" (default) | "external"
+//! masters = 3                  # embedded only: 1..=100 (3)
+//! replicas = 1                 # embedded only: 0..=5 (1)
+//! node_timeout = "5s"          # embedded only ("5s")
+//! appendonly = true            # embedded only (true)
+//! require_full_coverage = true # embedded only (true)
+//! config = { maxmemory = "256mb" } # embedded only: more redis.conf directives
+//! seeds = ["10.0.0.1:6379"]    # external only, required there
+//! password = "..."             # external only, optional
+//!
+//! [load]
+//! duration = "30s"             # required: the measured part of the run
+//! warmup = "2s"                # ("0s") runs before `duration`, recorded apart
+//! mode = "open"                # "open" | "closed" (closed)
+//! rate = 5000                  # ops/s; required for open, forbidden for closed
+//! concurrency = 32             # (16) closed: ops in flight; open: the cap on them
+//! connections = 1              # (1) per node
+//! seed = 42                    # (0)
+//! interval = "1s"              # ("1s") histogram interval, at least 100ms
+//!
+//! [client]                     # the application's client policy
+//! timeout = "1s"               # ("1s") per request
+//! retries = 0                  # (0)
+//! backoff = "100ms"            # ("100ms") retry n waits backoff * 2^n ...
+//! backoff_max = "2s"           # ("2s") ... but never longer than this
+//!
+//! [keys]
+//! count = 10000                # (10000) ids are 0..count
+//! distribution = "uniform"     # "uniform" (default) | "zipfian" | "sequential"
+//! theta = 0.99                 # zipfian only (0.99)
+//! value_size = 64              # (64) bytes, or { min = 16, max = 256 }
+//!
+//! [[op]]                       # one or more
+//! name = "get"                 # required, unique, [a-z0-9_-]+
+//! weight = 5                   # (1)
+//! command = ["GET", "key:$id"] # exactly one of command / pipeline / script
+//! ```
+//!
+//! A `pipeline` is a list of commands (`batch = n` repeats it for n ids in one round trip);
+//! a `script` is a Lua file with `keys` (required) and `args`. Placeholders are listed in
+//! [`template`]. **Argument 1 of every command is its routing key**, as is `keys[0]` of a
+//! script; see [`CommandTemplate`] about pipelines whose keys have different hash tags.
+
+mod error;
+mod raw;
+mod resolve;
+pub mod template;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use self::error::{Located, SpecError};
+pub use self::template::{ArgTemplate, CommandTemplate, Part, RenderCtx, TemplateError};
+pub use crate::driver::keys::Distribution;
+use crate::embedded::EmbeddedSpec;
+
+/// A workload file, resolved: everything the run needs, with defaults applied and every
+/// reference checked.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Names the run and its results folder: letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// The file it was read from, as given.
+    pub path: PathBuf,
+    /// Free text for reports.
+    pub description: Option<String>,
+    /// A chaos file to run with the workload, resolved against the workload file's folder;
+    /// it exists (it is not read here).
+    pub chaos: Option<PathBuf>,
+    /// Which cluster to drive.
+    pub cluster: ClusterTarget,
+    /// How long and how hard.
+    pub load: Load,
+    /// How the application's client behaves.
+    pub client: ClientPolicy,
+    /// The keyspace ops draw their `$id` and `$value` from.
+    pub keys: Keys,
+    /// The ops, in file order; never empty, names unique.
+    pub ops: Vec<OpSpec>,
+}
+
+/// Which cluster a workload runs against.
+#[derive(Debug, Clone)]
+pub enum ClusterTarget {
+    /// A cluster slotstorm starts in Docker and removes afterwards.
+    Embedded(EmbeddedSpec),
+    /// A cluster that already runs; slotstorm neither starts nor changes its shape.
+    External {
+        /// `host:port` of one or more nodes; never empty.
+        seeds: Vec<String>,
+        /// The `AUTH` password, if the cluster wants one.
+        password: Option<String>,
+    },
+}
+
+/// How long the load runs and how it is paced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Load {
+    /// The measured part of the run; more than zero.
+    pub duration: Duration,
+    /// Load before `duration` starts, recorded apart and left out of the results (the run
+    /// takes `warmup + duration`).
+    pub warmup: Duration,
+    /// Open or closed loop.
+    pub pacing: Pacing,
+    /// Closed loop: ops in flight. Open loop: the most ops in flight at once.
+    pub concurrency: usize,
+    /// Connections to each node.
+    pub connections: usize,
+    /// Seed of every random choice (ids, values, op mix), so runs repeat.
+    pub seed: u64,
+    /// Width of a histogram interval; at least 100 ms.
+    pub interval: Duration,
+}
+
+/// How ops are started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// Ops start on a fixed schedule, whether or not earlier ones have finished, so a
+    /// stall shows as latency rather than as fewer ops.
+    Open {
+        /// Ops started per second; finite and more than zero.
+        rate: f64,
+    },
+    /// Each of `concurrency` workers starts its next op when its last one finished.
+    Closed,
+}
+
+/// The application's client policy: what an ordinary client does on errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// How long one request may take (the seed's `socket_timeout`); more than zero.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The wait before retry 0; retry n waits `backoff * 2^n`.
+    pub backoff: Duration,
+    /// The longest wait before a retry; at least `backoff`.
+    pub backoff_max: Duration,
+}
+
+impl ClientPolicy {
+    /// The wait before retry `n` (0 for the first retry): `backoff * 2^n`, at most
+    /// `backoff_max`, as the seed's `resilient_get` does.
+    pub fn backoff_before(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n).unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(self.backoff_max)
+    }
+}
+
+impl Default for ClientPolicy {
+    fn default() -> Self {
+        ClientPolicy {
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The keyspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keys {
+    /// Ids are `0..count`; at least 1.
+    pub count: u64,
+    /// How ids are drawn.
+    pub distribution: Distribution,
+    /// How long `$value` is.
+    pub value_size: ValueSize,
+}
+
+/// The length of `$value`, in bytes: drawn from `min..=max` per op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueSize {
+    /// Shortest value.
+    pub min: usize,
+    /// Longest value; at least `min`.
+    pub max: usize,
+}
+
+/// One kind of op in the mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpSpec {
+    /// Names the op's histogram: `[a-z0-9_-]+`, unique in the workload.
+    pub name: String,
+    /// Relative frequency in the mix; at least 1.
+    pub weight: u32,
+    /// What the op sends.
+    pub body: OpBody,
+}
+
+/// What an op sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpBody {
+    /// One command.
+    Command(CommandTemplate),
+    /// Commands sent together in one round trip per node.
+    Pipeline {
+        /// The commands for one id; never empty.
+        commands: Vec<CommandTemplate>,
+        /// How many different ids the commands are repeated for in one op (the seed's
+        /// `cache_user_batch`); at least 1. With more than one the op spans many slots and
+        /// nodes, and counts as one op.
+        batch: usize,
+    },
+    /// A Lua script, run with `EVALSHA` (loaded where a node answers `NOSCRIPT`).
+    Script {
+        /// The script file, resolved against the workload file's folder.
+        path: PathBuf,
+        /// Its text, read at load time.
+        source: String,
+        /// `KEYS`; never empty, `keys[0]` routes the script.
+        keys: Vec<ArgTemplate>,
+        /// `ARGV`.
+        args: Vec<ArgTemplate>,
+    },
+}
+
+/// Read and resolve the workload file at `path`. Relative paths inside it (`chaos`,
+/// `script`) are taken from the file's folder.
+///
+/// # Errors
+/// [`SpecError::Read`] when the file cannot be read; [`SpecError::Invalid`], which prints
+/// as `path:line:column: field: message`, for anything wrong inside it (including a
+/// script or chaos file it names that cannot be read).
+pub fn load(path: &Path) -> Result<Workload, SpecError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    parse(path, &text)
+}
+
+/// Resolve a workload from `text`, as if read from `path` (used in messages, for the
+/// default name, and as the base of relative paths).
+///
+/// # Errors
+/// As [`load`], less the read error.
+pub fn parse(path: &Path, text: &str) -> Result<Workload, SpecError> {
+    resolve::workload(path, text)
+}
+
+#[cfg(test)]
+mod tests;

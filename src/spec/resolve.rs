@@ -1,0 +1,567 @@
+//! Stage 2: from the raw structs to a [`Workload`]. Defaults are applied here, rules that
+//! relate fields are checked here (open loop needs a rate, embedded-only fields on an
+//! external cluster, one body per op), templates are compiled and script files read. Each
+//! error points at the field it concerns, or at the table when a field is missing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{Source, SpecError, line_column};
+use super::raw::{
+    ClusterKind, DistributionKind, Mode, RawArg, RawArgs, RawClient, RawCluster, RawKeys, RawLoad, RawOp,
+    RawValueSize, RawWorkload,
+};
+use super::template::{ArgTemplate, CommandTemplate};
+use super::{
+    ClientPolicy, ClusterTarget, Distribution, Keys, Load, OpBody, OpSpec, Pacing, ValueSize, Workload,
+};
+use crate::embedded::EmbeddedSpec;
+
+/// `keys.count` when absent.
+const DEFAULT_KEY_COUNT: u64 = 10_000;
+/// The most ids a keyspace may have (the zipfian generator sums over all of them once).
+const MAX_KEY_COUNT: u64 = 1_000_000_000;
+/// `keys.theta` when absent (YCSB's).
+const DEFAULT_THETA: f64 = 0.99;
+/// `keys.value_size` when absent.
+const DEFAULT_VALUE_SIZE: u64 = 64;
+/// The longest `$value`: every worker keeps a pool of twice this many random bytes.
+const MAX_VALUE_SIZE: u64 = 4 * 1024 * 1024;
+/// `load.concurrency` when absent.
+const DEFAULT_CONCURRENCY: u64 = 16;
+/// The shortest histogram interval.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Directives the node's command line sets: the ones with a field of their own, and the ones
+/// slotstorm needs as they are.
+const MANAGED_DIRECTIVES: [(&str, &str); 9] = [
+    ("cluster-node-timeout", "set it with `cluster.node_timeout`"),
+    ("appendonly", "set it with `cluster.appendonly`"),
+    ("cluster-require-full-coverage", "set it with `cluster.require_full_coverage`"),
+    ("port", "slotstorm sets it"),
+    ("bind", "slotstorm sets it"),
+    ("protected-mode", "slotstorm sets it"),
+    ("cluster-enabled", "slotstorm sets it"),
+    ("cluster-config-file", "slotstorm sets it"),
+    ("dir", "slotstorm sets it"),
+];
+
+/// Parse and resolve `text`, read from `path`.
+pub(super) fn workload(path: &Path, text: &str) -> Result<Workload, SpecError> {
+    let src = Source { path, text };
+    let de = toml::Deserializer::parse(text).map_err(|e| src.syntax(&e))?;
+    let raw: RawWorkload = serde_path_to_error::deserialize(de).map_err(|e| src.deserialize(e))?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    Resolver { src, dir }.workload(raw)
+}
+
+/// Stage 2's context: the file, for placing errors, and its folder, for relative paths.
+struct Resolver<'a> {
+    src: Source<'a>,
+    dir: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn err(&self, span: Range<usize>, field: impl fmt::Display, message: impl fmt::Display) -> SpecError {
+        self.src.error(span, field, message)
+    }
+
+    /// The 1-based line of a span, for messages that point at a second place.
+    fn line(&self, span: Range<usize>) -> usize {
+        line_column(self.src.text, span.start).0
+    }
+
+    /// `v` when it lies in `lo..=hi`.
+    fn ranged(&self, v: &Spanned<u64>, field: &str, lo: u64, hi: u64) -> Result<u64, SpecError> {
+        let n = *v.get_ref();
+        if (lo..=hi).contains(&n) {
+            return Ok(n);
+        }
+        // Limits far above any sensible value are there to stop typos, not to advertise.
+        let message = match (n < lo, hi >= 1_000_000) {
+            (true, true) => format!("must be at least {lo}"),
+            (false, true) => format!("must be at most {hi}"),
+            (_, false) => format!("must be between {lo} and {hi}"),
+        };
+        Err(self.err(v.span(), field, message))
+    }
+
+    fn workload(&self, raw: RawWorkload) -> Result<Workload, SpecError> {
+        let name = match raw.name {
+            Some(name) if valid_run_name(name.get_ref()) => name.into_inner(),
+            Some(name) => return Err(self.err(name.span(), "name", RUN_NAME_RULE)),
+            None => {
+                let stem = self.src.path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                match stem {
+                    Some(stem) if valid_run_name(&stem) => stem,
+                    _ => {
+                        let message =
+                            format!("the file name cannot name the run; set `name`: {RUN_NAME_RULE}");
+                        return Err(self.err(0..0, "name", message));
+                    }
+                }
+            }
+        };
+        let chaos = match raw.chaos {
+            Some(rel) => {
+                let path = self.dir.join(rel.get_ref());
+                if !path.is_file() {
+                    let message = format!(
+                        "no file at {}; the path is relative to the workload file's folder",
+                        path.display()
+                    );
+                    return Err(self.err(rel.span(), "chaos", message));
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        let cluster = match raw.cluster {
+            Some(cluster) => self.cluster(cluster)?,
+            None => ClusterTarget::Embedded(EmbeddedSpec::default()),
+        };
+        let load = self.load(raw.load)?;
+        let client = self.client(raw.client.unwrap_or_default())?;
+        let keys = match raw.keys {
+            Some(keys) => self.keys(keys.into_inner())?,
+            None => Keys {
+                count: DEFAULT_KEY_COUNT,
+                distribution: Distribution::Uniform,
+                value_size: ValueSize { min: DEFAULT_VALUE_SIZE as usize, max: DEFAULT_VALUE_SIZE as usize },
+            },
+        };
+        let ops = self.ops(raw.op)?;
+        Ok(Workload {
+            name,
+            path: self.src.path.to_path_buf(),
+            description: raw.description,
+            chaos,
+            cluster,
+            load,
+            client,
+            keys,
+            ops,
+        })
+    }
+
+    fn cluster(&self, raw: Spanned<RawCluster>) -> Result<ClusterTarget, SpecError> {
+        let table = raw.span();
+        let raw = raw.into_inner();
+        let kind = raw.kind.as_ref().map_or(ClusterKind::Embedded, |k| *k.get_ref());
+        // Fields of the other kind are errors rather than ignored: a file that sets
+        // `masters` for an external cluster expects something slotstorm will not do.
+        let embedded_only = [
+            ("masters", raw.masters.as_ref().map(Spanned::span)),
+            ("replicas", raw.replicas.as_ref().map(Spanned::span)),
+            ("node_timeout", raw.node_timeout.as_ref().map(Spanned::span)),
+            ("appendonly", raw.appendonly.as_ref().map(Spanned::span)),
+            ("require_full_coverage", raw.require_full_coverage.as_ref().map(Spanned::span)),
+            ("config", raw.config.as_ref().map(Spanned::span)),
+        ];
+        let external_only = [
+            ("seeds", raw.seeds.as_ref().map(Spanned::span)),
+            ("password", raw.password.as_ref().map(Spanned::span)),
+        ];
+        if kind == ClusterKind::External {
+            if let Some((field, Some(span))) = embedded_only.into_iter().find(|(_, s)| s.is_some()) {
+                let message =
+                    "only for kind = \"embedded\": slotstorm does not shape an external cluster; remove it";
+                return Err(self.err(span, format_args!("cluster.{field}"), message));
+            }
+            let Some(seeds) = raw.seeds else {
+                let message = "required with kind = \"external\": the `host:port` of one or more nodes, e.g. seeds = [\"10.0.0.1:6379\"]";
+                return Err(self.err(table, "cluster.seeds", message));
+            };
+            if seeds.get_ref().is_empty() {
+                return Err(self.err(
+                    seeds.span(),
+                    "cluster.seeds",
+                    "must name at least one node as `host:port`",
+                ));
+            }
+            for (i, seed) in seeds.get_ref().iter().enumerate() {
+                if !valid_seed(seed.get_ref()) {
+                    let message = format!("{:?} is not `host:port` (e.g. \"10.0.0.1:6379\")", seed.get_ref());
+                    return Err(self.err(seed.span(), format_args!("cluster.seeds[{i}]"), message));
+                }
+            }
+            let seeds = seeds.into_inner().into_iter().map(Spanned::into_inner).collect();
+            return Ok(ClusterTarget::External { seeds, password: raw.password.map(Spanned::into_inner) });
+        }
+        if let Some((field, Some(span))) = external_only.into_iter().find(|(_, s)| s.is_some()) {
+            let message = "only for kind = \"external\": an embedded cluster is one slotstorm starts; remove it or set kind = \"external\"";
+            return Err(self.err(span, format_args!("cluster.{field}"), message));
+        }
+        let mut spec = EmbeddedSpec::default();
+        if let Some(masters) = &raw.masters {
+            spec.layout.masters = self.ranged(masters, "cluster.masters", 1, 100)? as usize;
+        }
+        if let Some(replicas) = &raw.replicas {
+            spec.layout.replicas = self.ranged(replicas, "cluster.replicas", 0, 5)? as usize;
+        }
+        if let Some(timeout) = raw.node_timeout {
+            if timeout.get_ref().0 < Duration::from_millis(100) {
+                return Err(self.err(timeout.span(), "cluster.node_timeout", "must be at least 100ms"));
+            }
+            spec.node_timeout = timeout.get_ref().0;
+        }
+        spec.appendonly = raw.appendonly.map_or(spec.appendonly, Spanned::into_inner);
+        spec.require_full_coverage =
+            raw.require_full_coverage.map_or(spec.require_full_coverage, Spanned::into_inner);
+        for (name, value) in raw.config.map(Spanned::into_inner).unwrap_or_default() {
+            // serde keeps no span for a map's keys, so these errors point at the value.
+            let field = format!("cluster.config.{name}");
+            if name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                let message = "must be a redis.conf directive: lowercase letters, digits and `-`";
+                return Err(self.err(value.span(), field, message));
+            }
+            if let Some((_, instead)) = MANAGED_DIRECTIVES.iter().find(|(d, _)| *d == name) {
+                return Err(self.err(value.span(), field, format_args!("cannot be set here; {instead}")));
+            }
+            spec.extra.push((name, value.into_inner()));
+        }
+        Ok(ClusterTarget::Embedded(spec))
+    }
+
+    fn load(&self, raw: Spanned<RawLoad>) -> Result<Load, SpecError> {
+        let raw = raw.into_inner();
+        let duration = raw.duration.get_ref().0;
+        if duration.is_zero() {
+            return Err(self.err(
+                raw.duration.span(),
+                "load.duration",
+                "must be longer than 0s, e.g. \"30s\"",
+            ));
+        }
+        let mode = raw.mode.as_ref().map_or(Mode::Closed, |m| *m.get_ref());
+        let pacing = match (mode, raw.rate) {
+            (Mode::Open, Some(rate)) => {
+                let r = *rate.get_ref();
+                if !(r.is_finite() && r > 0.0) {
+                    return Err(self.err(
+                        rate.span(),
+                        "load.rate",
+                        "must be a number of ops per second above 0",
+                    ));
+                }
+                Pacing::Open { rate: r }
+            }
+            (Mode::Open, None) => {
+                let span = raw.mode.as_ref().map_or(0..0, Spanned::span);
+                let message = "required with mode = \"open\": the ops started per second, e.g. rate = 5000";
+                return Err(self.err(span, "load.rate", message));
+            }
+            (Mode::Closed, Some(rate)) => {
+                let message = "only for mode = \"open\": a closed loop starts each op when the last one finished (mode is \"closed\" unless set); remove it or set mode = \"open\"";
+                return Err(self.err(rate.span(), "load.rate", message));
+            }
+            (Mode::Closed, None) => Pacing::Closed,
+        };
+        let concurrency = match &raw.concurrency {
+            Some(c) => self.ranged(c, "load.concurrency", 1, 100_000)?,
+            None => DEFAULT_CONCURRENCY,
+        };
+        let connections = match &raw.connections {
+            Some(c) => self.ranged(c, "load.connections", 1, 64)?,
+            None => 1,
+        };
+        let interval = match raw.interval {
+            Some(i) if i.get_ref().0 < MIN_INTERVAL => {
+                return Err(self.err(i.span(), "load.interval", "must be at least 100ms"));
+            }
+            Some(i) => i.get_ref().0,
+            None => Duration::from_secs(1),
+        };
+        Ok(Load {
+            duration,
+            warmup: raw.warmup.map_or(Duration::ZERO, |w| w.get_ref().0),
+            pacing,
+            concurrency: concurrency as usize,
+            connections: connections as usize,
+            seed: raw.seed.unwrap_or(0),
+            interval,
+        })
+    }
+
+    fn client(&self, raw: RawClient) -> Result<ClientPolicy, SpecError> {
+        let mut policy = ClientPolicy::default();
+        if let Some(timeout) = raw.timeout {
+            if timeout.get_ref().0.is_zero() {
+                return Err(self.err(
+                    timeout.span(),
+                    "client.timeout",
+                    "must be longer than 0s, e.g. \"1s\"",
+                ));
+            }
+            policy.timeout = timeout.get_ref().0;
+        }
+        if let Some(retries) = raw.retries {
+            if *retries.get_ref() > 100 {
+                return Err(self.err(retries.span(), "client.retries", "must be between 0 and 100"));
+            }
+            policy.retries = retries.into_inner();
+        }
+        policy.backoff = raw.backoff.map_or(policy.backoff, |b| b.get_ref().0);
+        if let Some(max) = raw.backoff_max {
+            if max.get_ref().0 < policy.backoff {
+                let message =
+                    format!("must be at least `backoff` ({})", humantime::format_duration(policy.backoff));
+                return Err(self.err(max.span(), "client.backoff_max", message));
+            }
+            policy.backoff_max = max.get_ref().0;
+        }
+        // A backoff above the default maximum, with no maximum given, raises the maximum
+        // rather than being cut to it.
+        policy.backoff_max = policy.backoff_max.max(policy.backoff);
+        Ok(policy)
+    }
+
+    fn keys(&self, raw: RawKeys) -> Result<Keys, SpecError> {
+        let count = match &raw.count {
+            Some(c) => self.ranged(c, "keys.count", 1, MAX_KEY_COUNT)?,
+            None => DEFAULT_KEY_COUNT,
+        };
+        let kind = raw.distribution.as_ref().map_or(DistributionKind::Uniform, |d| *d.get_ref());
+        let distribution = match (kind, raw.theta) {
+            (DistributionKind::Zipfian, theta) => {
+                let t = theta.as_ref().map_or(DEFAULT_THETA, |t| *t.get_ref());
+                if !(t > 0.0 && t < 1.0) {
+                    let span = theta.map_or(0..0, |t| t.span());
+                    let message = "must lie between 0 and 1, both excluded (0.99 is YCSB's skew)";
+                    return Err(self.err(span, "keys.theta", message));
+                }
+                Distribution::Zipfian { theta: t }
+            }
+            (_, Some(theta)) => {
+                let message =
+                    "only for distribution = \"zipfian\"; remove it or set distribution = \"zipfian\"";
+                return Err(self.err(theta.span(), "keys.theta", message));
+            }
+            (DistributionKind::Uniform, None) => Distribution::Uniform,
+            (DistributionKind::Sequential, None) => Distribution::Sequential,
+        };
+        let value_size = match raw.value_size {
+            None => ValueSize { min: DEFAULT_VALUE_SIZE as usize, max: DEFAULT_VALUE_SIZE as usize },
+            Some(size) => {
+                let span = size.span();
+                match size.into_inner() {
+                    RawValueSize::Fixed(n) => {
+                        let n = self.ranged(&Spanned::new(span, n), "keys.value_size", 0, MAX_VALUE_SIZE)?;
+                        ValueSize { min: n as usize, max: n as usize }
+                    }
+                    RawValueSize::Range { min, max } => {
+                        let lo = self.ranged(&min, "keys.value_size.min", 0, MAX_VALUE_SIZE)?;
+                        let hi = self.ranged(&max, "keys.value_size.max", 0, MAX_VALUE_SIZE)?;
+                        if hi < lo {
+                            let message = format!("must be at least `min` ({lo})");
+                            return Err(self.err(max.span(), "keys.value_size.max", message));
+                        }
+                        ValueSize { min: lo as usize, max: hi as usize }
+                    }
+                }
+            }
+        };
+        Ok(Keys { count, distribution, value_size })
+    }
+
+    fn ops(&self, raw: Option<Spanned<Vec<Spanned<RawOp>>>>) -> Result<Vec<OpSpec>, SpecError> {
+        let Some(raw) = raw else {
+            let message = "a workload needs at least one [[op]] table, e.g. [[op]] name = \"get\" command = [\"GET\", \"key:$id\"]";
+            return Err(self.err(0..0, "op", message));
+        };
+        if raw.get_ref().is_empty() {
+            return Err(self.err(raw.span(), "op", "must list at least one op"));
+        }
+        let mut seen: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        let mut ops = Vec::with_capacity(raw.get_ref().len());
+        for (i, op) in raw.into_inner().into_iter().enumerate() {
+            let name = &op.get_ref().name;
+            if let Some((first, span)) = seen.get(name.get_ref()) {
+                let message = format!(
+                    "op names must be unique; op[{first}] at line {} is also called {:?}",
+                    self.line(span.clone()),
+                    name.get_ref()
+                );
+                return Err(self.err(name.span(), format_args!("op[{i}].name"), message));
+            }
+            seen.insert(name.get_ref().clone(), (i, name.span()));
+            ops.push(self.op(i, op)?);
+        }
+        Ok(ops)
+    }
+
+    fn op(&self, i: usize, raw: Spanned<RawOp>) -> Result<OpSpec, SpecError> {
+        let at = raw.span();
+        let raw = raw.into_inner();
+        let field = |name: &str| format!("op[{i}].{name}");
+        if !valid_op_name(raw.name.get_ref()) {
+            let message = "must be 1 to 64 of `a-z`, `0-9`, `_` and `-` (it names the op's histogram)";
+            return Err(self.err(raw.name.span(), field("name"), message));
+        }
+        let weight = match &raw.weight {
+            Some(w) => self.ranged(w, &field("weight"), 1, 1_000_000)? as u32,
+            None => 1,
+        };
+        let mut bodies: Vec<(&str, Range<usize>)> = [
+            ("command", raw.command.as_ref().map(Spanned::span)),
+            ("pipeline", raw.pipeline.as_ref().map(Spanned::span)),
+            ("script", raw.script.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .filter_map(|(name, span)| Some((name, span?)))
+        .collect();
+        bodies.sort_by_key(|(_, span)| span.start);
+        match bodies.as_slice() {
+            [] => {
+                let message = "needs one of `command`, `pipeline` or `script`";
+                return Err(self.err(at, format_args!("op[{i}]"), message));
+            }
+            [_] => {}
+            [(first, first_span), (second, span), ..] => {
+                let message = format!(
+                    "an op has exactly one of `command`, `pipeline` or `script`; this one also has `{first}` (line {})",
+                    self.line(first_span.clone())
+                );
+                return Err(self.err(span.clone(), field(second), message));
+            }
+        }
+        if let (None, Some(batch)) = (&raw.pipeline, &raw.batch) {
+            let message = "only with `pipeline`: it repeats the pipeline's commands for that many ids";
+            return Err(self.err(batch.span(), field("batch"), message));
+        }
+        if raw.script.is_none() {
+            for (name, list) in [("keys", &raw.keys), ("args", &raw.args)] {
+                if let Some(list) = list {
+                    let message = "only with `script`; a command's key is its argument 1";
+                    return Err(self.err(list.span(), field(name), message));
+                }
+            }
+        }
+        let body = if let Some(command) = &raw.command {
+            OpBody::Command(self.command(&field("command"), command)?)
+        } else if let Some(pipeline) = &raw.pipeline {
+            if pipeline.get_ref().is_empty() {
+                let message = "must list at least one command, e.g. [[\"GET\", \"key:$id\"]]";
+                return Err(self.err(pipeline.span(), field("pipeline"), message));
+            }
+            let commands = pipeline
+                .get_ref()
+                .iter()
+                .enumerate()
+                .map(|(j, c)| self.command(&format!("op[{i}].pipeline[{j}]"), c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let batch = match &raw.batch {
+                Some(b) => self.ranged(b, &field("batch"), 1, 10_000)? as usize,
+                None => 1,
+            };
+            OpBody::Pipeline { commands, batch }
+        } else {
+            let script = raw.script.as_ref().expect("one body is present");
+            self.script(i, script, raw.keys.as_ref(), raw.args.as_ref())?
+        };
+        Ok(OpSpec { name: raw.name.into_inner(), weight, body })
+    }
+
+    fn script(
+        &self,
+        i: usize,
+        script: &Spanned<String>,
+        keys: Option<&RawArgs>,
+        args: Option<&RawArgs>,
+    ) -> Result<OpBody, SpecError> {
+        let path = self.dir.join(script.get_ref());
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            let message = format!(
+                "cannot read {}: {e}; the path is relative to the workload file's folder",
+                path.display()
+            );
+            self.err(script.span(), format_args!("op[{i}].script"), message)
+        })?;
+        if source.trim().is_empty() {
+            let message = format!("{} is empty", path.display());
+            return Err(self.err(script.span(), format_args!("op[{i}].script"), message));
+        }
+        let Some(keys) = keys else {
+            let message = "required with `script`: the keys it touches, e.g. keys = [\"{ratelimit:$id}:sliding\"]; keys[0] routes the script";
+            return Err(self.err(script.span(), format_args!("op[{i}].keys"), message));
+        };
+        if keys.get_ref().is_empty() {
+            let message = "must list at least one key: keys[0] routes the script to its slot";
+            return Err(self.err(keys.span(), format_args!("op[{i}].keys"), message));
+        }
+        let keys = self.args(&format!("op[{i}].keys"), keys.get_ref())?;
+        let args = match args {
+            Some(args) => self.args(&format!("op[{i}].args"), args.get_ref())?,
+            None => Vec::new(),
+        };
+        Ok(OpBody::Script { path, source, keys, args })
+    }
+
+    /// A command: the name first, then the arguments, argument 1 being the key.
+    fn command(
+        &self,
+        field: &str,
+        raw: &Spanned<Vec<Spanned<RawArg>>>,
+    ) -> Result<CommandTemplate, SpecError> {
+        let Some((name, rest)) = raw.get_ref().split_first() else {
+            let message = "must name a command and its key, e.g. [\"GET\", \"key:$id\"]";
+            return Err(self.err(raw.span(), field, message));
+        };
+        let mut args = Vec::with_capacity(rest.len());
+        for (k, arg) in rest.iter().enumerate() {
+            args.push(self.arg(&format!("{field}[{}]", k + 1), arg)?);
+        }
+        CommandTemplate::new(&name.get_ref().0, args)
+            .map_err(|message| self.err(name.span(), format_args!("{field}[0]"), message))
+    }
+
+    fn args(&self, field: &str, raw: &[Spanned<RawArg>]) -> Result<Vec<ArgTemplate>, SpecError> {
+        raw.iter().enumerate().map(|(k, arg)| self.arg(&format!("{field}[{k}]"), arg)).collect()
+    }
+
+    /// One argument, its placeholder errors placed at the offending `$` when the string is
+    /// written without escapes (else at the string's start).
+    fn arg(&self, field: &str, raw: &Spanned<RawArg>) -> Result<ArgTemplate, SpecError> {
+        let value = &raw.get_ref().0;
+        ArgTemplate::parse(value).map_err(|e| {
+            let span = raw.span();
+            let quoted = self.src.text.get(span.clone()).filter(|s| s.len() >= 2);
+            let start = match quoted.and_then(|s| s.get(1..s.len() - 1)) {
+                Some(inside) if inside == value => span.start + 1 + e.offset,
+                _ => span.start,
+            };
+            self.err(start..start, field, e.message)
+        })
+    }
+}
+
+/// What a run name may be, for messages.
+const RUN_NAME_RULE: &str = "a run name is 1 to 100 of letters, digits, `_`, `-` and `.`, not starting with `.` (it names the results folder)";
+
+/// A name that is safe as a folder name everywhere.
+fn valid_run_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// An op name: it names a histogram and columns in reports.
+fn valid_op_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+/// `host:port` with a port number (the host is resolved when the run starts).
+fn valid_seed(seed: &str) -> bool {
+    match seed.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}

@@ -1,0 +1,398 @@
+//! The shipped workloads load, defaults apply, and bad files fail at the right
+//! `file:line:column: field`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// A fresh folder under the system's temp dir for one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("slotstorm-spec-{}-{test}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Write `text` as `w.toml` in a scratch folder and load it; the error as printed, with the
+/// folder left out so expectations read `w.toml:line:col: ...`.
+fn load_err(test: &str, text: &str) -> String {
+    let dir = scratch(test);
+    let path = dir.join("w.toml");
+    fs::write(&path, text).unwrap();
+    let err = load(&path).expect_err("the file is bad").to_string();
+    let _ = fs::remove_dir_all(&dir);
+    let prefix = format!("{}:", path.display());
+    assert!(err.starts_with(&prefix), "error names the file: {err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    format!("w.toml:{}", &err[prefix.len()..])
+}
+
+/// Assert `err` starts with `prefix`, showing both when not.
+#[track_caller]
+fn assert_prefix(err: &str, prefix: &str) {
+    assert!(err.starts_with(prefix), "\n  error: {err}\n   want: {prefix}…");
+}
+
+const LOAD: &str = "[load]\nduration = \"5s\"\n";
+const OP: &str = "[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n";
+
+fn ok(text: &str) -> Workload {
+    parse(Path::new("workloads/test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_shipped_workload_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+    let mut loaded = Vec::new();
+    for entry in fs::read_dir(&dir).expect("workloads/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let w = load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!w.ops.is_empty());
+            let header = fs::read_to_string(&path).unwrap();
+            assert!(header.starts_with("# "), "{} opens with a comment header", path.display());
+            loaded.push(w.name);
+        }
+    }
+    loaded.sort();
+    assert_eq!(loaded, ["mixed", "rate-limit", "seed-users", "smoke"]);
+}
+
+#[test]
+fn seed_users_reproduces_the_seed() {
+    let w = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/seed-users.toml")).unwrap();
+    assert_eq!(w.load.pacing, Pacing::Open { rate: 2000.0 });
+    let batch = w.ops.iter().find(|o| o.name == "cache_user_batch").unwrap();
+    let OpBody::Pipeline { commands, batch } = &batch.body else { panic!("a pipeline") };
+    assert_eq!(*batch, 50);
+    assert_eq!(
+        commands[0].to_string(),
+        "HSET {user:${id}}:profile name user-${id} email user-${id}@example.com tier gold"
+    );
+    assert_eq!(commands[1].to_string(), "EXPIRE {user:${id}}:profile 3600");
+    let ClusterTarget::Embedded(spec) = &w.cluster else { panic!("embedded") };
+    assert_eq!((spec.layout.masters, spec.layout.replicas), (3, 1));
+    assert_eq!(spec.node_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn rate_limit_loads_the_seed_script() {
+    let w = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/rate-limit.toml")).unwrap();
+    let OpBody::Script { source, keys, args, path } = &w.ops[0].body else { panic!("a script") };
+    assert!(path.ends_with("scripts/sliding_window.lua"));
+    assert!(source.contains("redis.call('ZREMRANGEBYSCORE', key, 0, now - window)"));
+    assert_eq!(keys[0].to_string(), "{ratelimit:${id}}:sliding");
+    assert_eq!(args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["100", "60", "${now}"]);
+}
+
+#[test]
+fn a_minimal_file_gets_the_defaults() {
+    let w = ok(&format!("{LOAD}{OP}"));
+    assert_eq!(w.name, "test");
+    assert_eq!(w.chaos, None);
+    let ClusterTarget::Embedded(spec) = &w.cluster else { panic!("embedded by default") };
+    assert_eq!((spec.layout.masters, spec.layout.replicas), (3, 1));
+    assert!(spec.appendonly && spec.require_full_coverage);
+    assert_eq!(
+        w.load,
+        Load {
+            duration: Duration::from_secs(5),
+            warmup: Duration::ZERO,
+            pacing: Pacing::Closed,
+            concurrency: 16,
+            connections: 1,
+            seed: 0,
+            interval: Duration::from_secs(1),
+        }
+    );
+    assert_eq!(w.client, ClientPolicy::default());
+    assert_eq!(
+        w.keys,
+        Keys {
+            count: 10_000,
+            distribution: Distribution::Uniform,
+            value_size: ValueSize { min: 64, max: 64 }
+        }
+    );
+    assert_eq!(w.ops[0].weight, 1);
+    let OpBody::Command(cmd) = &w.ops[0].body else { panic!("a command") };
+    assert_eq!(cmd.to_string(), "GET k:${id}");
+}
+
+#[test]
+fn explicit_values_resolve() {
+    let w =
+        ok("name = \"x\"\n[cluster]\nkind = \"external\"\nseeds = [\"127.0.0.1:7001\"]\npassword = \"pw\"\n\
+         [load]\nduration = \"1m\"\nmode = \"open\"\nrate = 2.5\ninterval = \"250ms\"\n\
+         [client]\nbackoff = \"5s\"\n\
+         [keys]\ndistribution = \"zipfian\"\nvalue_size = { min = 1, max = 9 }\n\
+         [[op]]\nname = \"p\"\npipeline = [[\"set\", \"a\", 1]]\nbatch = 3\n");
+    let ClusterTarget::External { seeds, password } = &w.cluster else { panic!("external") };
+    assert_eq!((seeds.as_slice(), password.as_deref()), (&["127.0.0.1:7001".to_string()][..], Some("pw")));
+    assert_eq!(w.load.pacing, Pacing::Open { rate: 2.5 });
+    assert_eq!(w.load.interval, Duration::from_millis(250));
+    assert_eq!(w.client.backoff_max, Duration::from_secs(5), "a long backoff raises the default cap");
+    assert_eq!(w.keys.distribution, Distribution::Zipfian { theta: 0.99 });
+    assert_eq!(w.keys.value_size, ValueSize { min: 1, max: 9 });
+    let OpBody::Pipeline { commands, batch: 3 } = &w.ops[0].body else { panic!("a batch of 3") };
+    assert_eq!(commands[0].to_string(), "SET a 1", "names are uppercased, integers are arguments");
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap() {
+    let p = ClientPolicy {
+        backoff: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(350),
+        ..Default::default()
+    };
+    let waits: Vec<_> = (0..4).map(|n| p.backoff_before(n).as_millis()).collect();
+    assert_eq!(waits, [100, 200, 350, 350]);
+    assert_eq!(p.backoff_before(200), Duration::from_millis(350));
+}
+
+#[test]
+fn a_syntax_error_names_line_column_and_key() {
+    let err = load_err("syntax", &format!("name = \"x\" y\n{LOAD}{OP}"));
+    assert_prefix(&err, "w.toml:1:12: name: invalid TOML: ");
+}
+
+#[test]
+fn an_unknown_field_in_load_is_placed_at_its_key() {
+    let err = load_err("unknown-load", &format!("{LOAD}bogus = 1\n{OP}"));
+    assert_prefix(&err, "w.toml:3:1: load.bogus: unknown field `bogus`, expected one of `duration`, ");
+}
+
+#[test]
+fn an_unknown_field_in_an_op_names_the_op() {
+    let err = load_err("unknown-op", &format!("{LOAD}{OP}[[op]]\nname = \"b\"\ncolour = \"red\"\n"));
+    assert_prefix(&err, "w.toml:8:1: op[1].colour: unknown field `colour`");
+}
+
+#[test]
+fn a_wrong_type_says_what_is_expected() {
+    let err = load_err("wrong-type", &format!("[load]\nduration = 5\n{OP}"));
+    assert_eq!(
+        err,
+        "w.toml:2:12: load.duration: invalid type: integer `5`, expected a duration as a string such as \"500ms\", \"5s\" or \"1m 30s\""
+    );
+    let err = load_err("bad-duration", &format!("[load]\nduration = \"5 parsecs\"\n{OP}"));
+    assert_prefix(
+        &err,
+        "w.toml:2:12: load.duration: invalid value: string \"5 parsecs\", expected a duration",
+    );
+    let err = load_err("negative", &format!("{LOAD}concurrency = -1\n{OP}"));
+    assert_eq!(
+        err,
+        "w.toml:3:15: load.concurrency: invalid value: integer `-1`, expected a whole number, 0 or more"
+    );
+}
+
+#[test]
+fn a_zero_weight_is_rejected() {
+    let text = format!(
+        "{LOAD}[[op]]\nname = \"a\"\ncommand = [\"GET\", \"k\"]\n[[op]]\nname = \"b\"\ncommand = [\"GET\", \"k\"]\n\
+         [[op]]\nname = \"c\"\nweight = 0\ncommand = [\"GET\", \"k\"]\n"
+    );
+    assert_eq!(load_err("weight", &text), "w.toml:11:10: op[2].weight: must be at least 1");
+}
+
+#[test]
+fn open_loop_needs_a_rate() {
+    let err = load_err("open", &format!("{LOAD}mode = \"open\"\n{OP}"));
+    assert_prefix(&err, "w.toml:3:8: load.rate: required with mode = \"open\"");
+}
+
+#[test]
+fn closed_loop_forbids_a_rate() {
+    let err = load_err("closed", &format!("{LOAD}mode = \"closed\"\nrate = 100\n{OP}"));
+    assert_prefix(&err, "w.toml:4:8: load.rate: only for mode = \"open\"");
+    let err = load_err("closed-default", &format!("{LOAD}rate = 100\n{OP}"));
+    assert_prefix(&err, "w.toml:3:8: load.rate: only for mode = \"open\"");
+}
+
+#[test]
+fn an_unknown_placeholder_points_at_its_dollar() {
+    let err =
+        load_err("placeholder", &format!("{LOAD}[[op]]\nname = \"a\"\ncommand = [\"GET\", \"k:$idd\"]\n"));
+    assert_prefix(&err, "w.toml:5:22: op[0].command[1]: unknown placeholder `$idd`; placeholders are $id, ");
+    let text = format!(
+        "{LOAD}[[op]]\nname = \"a\"\npipeline = [\n  [\"SET\", \"k\", \"1\"],\n  [\"SET\", \"k\", \"$x\"],\n]\n"
+    );
+    assert_prefix(
+        &load_err("placeholder-pipeline", &text),
+        "w.toml:7:17: op[0].pipeline[1][2]: unknown placeholder `$x`",
+    );
+    // With an escape in the string the column is the string's start.
+    let text = format!("{LOAD}[[op]]\nname = \"a\"\ncommand = [\"GET\", \"\\u0041$what\"]\n");
+    assert_prefix(
+        &load_err("placeholder-escaped", &text),
+        "w.toml:5:19: op[0].command[1]: unknown placeholder",
+    );
+}
+
+#[test]
+fn a_missing_script_file_is_named() {
+    let text = format!("{LOAD}[[op]]\nname = \"s\"\nscript = \"scripts/nope.lua\"\nkeys = [\"k\"]\n");
+    let err = load_err("script", &text);
+    assert_prefix(&err, "w.toml:5:10: op[0].script: cannot read ");
+    assert!(
+        err.contains("scripts/nope.lua") && err.contains("relative to the workload file's folder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_script_is_read_relative_to_the_workload() {
+    let dir = scratch("script-ok");
+    fs::create_dir(dir.join("lua")).unwrap();
+    fs::write(dir.join("lua/one.lua"), "return 1\n").unwrap();
+    fs::write(dir.join("chaos.toml"), "").unwrap();
+    let text = format!(
+        "chaos = \"chaos.toml\"\n{LOAD}[[op]]\nname = \"s\"\nscript = \"lua/one.lua\"\nkeys = [\"k:$id\"]\n"
+    );
+    fs::write(dir.join("w.toml"), text).unwrap();
+    let w = load(&dir.join("w.toml")).unwrap();
+    assert_eq!(w.chaos, Some(dir.join("chaos.toml")));
+    let OpBody::Script { source, args, .. } = &w.ops[0].body else { panic!("a script") };
+    assert_eq!((source.as_str(), args.len()), ("return 1\n", 0));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_op_has_exactly_one_body() {
+    let text =
+        format!("{LOAD}[[op]]\nname = \"a\"\ncommand = [\"GET\", \"k\"]\npipeline = [[\"GET\", \"k\"]]\n");
+    assert_prefix(
+        &load_err("two-bodies", &text),
+        "w.toml:6:12: op[0].pipeline: an op has exactly one of `command`, `pipeline` or `script`; this one also has `command` (line 5)",
+    );
+    let text = format!("{LOAD}[[op]]\nname = \"a\"\n");
+    assert_prefix(
+        &load_err("no-body", &text),
+        "w.toml:3:1: op[0]: needs one of `command`, `pipeline` or `script`",
+    );
+}
+
+#[test]
+fn op_names_are_unique() {
+    let err = load_err("dup", &format!("{LOAD}{OP}{OP}"));
+    assert_eq!(
+        err,
+        "w.toml:7:8: op[1].name: op names must be unique; op[0] at line 4 is also called \"get\""
+    );
+}
+
+#[test]
+fn an_external_cluster_needs_seeds() {
+    let err = load_err("seeds", &format!("[cluster]\nkind = \"external\"\n{LOAD}{OP}"));
+    assert_prefix(&err, "w.toml:1:1: cluster.seeds: required with kind = \"external\"");
+    let err = load_err("seeds-empty", &format!("[cluster]\nkind = \"external\"\nseeds = []\n{LOAD}{OP}"));
+    assert_prefix(&err, "w.toml:3:9: cluster.seeds: must name at least one node");
+    let err = load_err(
+        "seeds-bad",
+        &format!("[cluster]\nkind = \"external\"\nseeds = [\"a:1\", \"b\"]\n{LOAD}{OP}"),
+    );
+    assert_prefix(&err, "w.toml:3:17: cluster.seeds[1]: \"b\" is not `host:port`");
+}
+
+#[test]
+fn embedded_only_fields_are_rejected_on_external() {
+    let text = format!("[cluster]\nkind = \"external\"\nseeds = [\"h:1\"]\nmasters = 3\n{LOAD}{OP}");
+    assert_prefix(
+        &load_err("embedded-only", &text),
+        "w.toml:4:11: cluster.masters: only for kind = \"embedded\"",
+    );
+    let text = format!("[cluster]\npassword = \"x\"\n{LOAD}{OP}");
+    assert_prefix(
+        &load_err("external-only", &text),
+        "w.toml:2:12: cluster.password: only for kind = \"external\"",
+    );
+}
+
+#[test]
+fn other_rules_between_fields() {
+    let cases: [(&str, &str); 10] = [
+        ("[keys]\ntheta = 0.5\n", "w.toml:2:9: keys.theta: only for distribution = \"zipfian\""),
+        (
+            "[keys]\ndistribution = \"zipfian\"\ntheta = 1.0\n",
+            "w.toml:3:9: keys.theta: must lie between 0 and 1",
+        ),
+        (
+            "[keys]\nvalue_size = { min = 9, max = 2 }\n",
+            "w.toml:2:31: keys.value_size.max: must be at least `min` (9)",
+        ),
+        (
+            "[keys]\nvalue_size = { min = 9, most = 2 }\n",
+            "w.toml:2:25: keys.value_size.most: unknown field `most`",
+        ),
+        (
+            "[keys]\nvalue_size = \"big\"\n",
+            "w.toml:2:14: keys.value_size: invalid type: string \"big\", expected a size in bytes",
+        ),
+        ("[cluster]\nmasters = 0\n", "w.toml:2:11: cluster.masters: must be between 1 and 100"),
+        (
+            "[cluster]\nconfig = { port = \"1\" }\n",
+            "w.toml:2:19: cluster.config.port: cannot be set here; slotstorm sets it",
+        ),
+        (
+            "[cluster]\nconfig = { maxmemory = 1 }\n",
+            "w.toml:2:24: cluster.config.maxmemory: invalid type: integer `1`, expected a string",
+        ),
+        (
+            "[client]\nbackoff_max = \"10ms\"\n",
+            "w.toml:2:15: client.backoff_max: must be at least `backoff` (100ms)",
+        ),
+        ("name = \"../up\"\n", "w.toml:1:8: name: a run name is 1 to 100 of letters"),
+    ];
+    for (i, (extra, want)) in cases.iter().enumerate() {
+        // The extra table goes first so its line numbers are the ones written above.
+        assert_prefix(&load_err(&format!("rule-{i}"), &format!("{extra}{LOAD}{OP}")), want);
+    }
+}
+
+#[test]
+fn commands_and_ops_are_checked() {
+    let op = |body: &str| format!("{LOAD}[[op]]\nname = \"a\"\n{body}\n");
+    let cases: [(&str, &str); 6] = [
+        (
+            "command = [\"PING\"]",
+            "w.toml:5:12: op[0].command[0]: `PING` has no arguments: argument 1 is the key",
+        ),
+        ("command = []", "w.toml:5:11: op[0].command: must name a command and its key"),
+        ("command = [\"$id\", \"k\"]", "w.toml:5:12: op[0].command[0]: \"$id\" is not a command name"),
+        (
+            "command = [\"EVAL\", \"return 1\", 0]",
+            "w.toml:5:12: op[0].command[0]: `EVAL` is not routed by its first argument",
+        ),
+        ("command = [\"GET\", \"k\"]\nbatch = 2", "w.toml:6:9: op[0].batch: only with `pipeline`"),
+        ("command = [\"GET\", \"k\"]\nkeys = [\"k\"]", "w.toml:6:8: op[0].keys: only with `script`"),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        assert_prefix(&load_err(&format!("op-{i}"), &op(body)), want);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scripts/sliding_window.lua");
+    let err = load_err("op-script", &op(&format!("script = {:?}", script.display().to_string())));
+    assert_prefix(&err, "w.toml:5:10: op[0].keys: required with `script`");
+    let err = load_err("op-name", &op("command = [\"GET\", \"k\"]").replace("\"a\"", "\"Get\""));
+    assert_prefix(&err, "w.toml:4:8: op[0].name: must be 1 to 64 of `a-z`");
+}
+
+#[test]
+fn missing_tables_and_fields_are_named() {
+    assert_prefix(&load_err("no-load", OP), "w.toml:1:1: load: missing field `load`, which is required here");
+    assert_prefix(&load_err("no-ops", LOAD), "w.toml:1:1: op: a workload needs at least one [[op]] table");
+    let err = load_err("no-duration", &format!("[load]\nmode = \"closed\"\n{OP}"));
+    assert_prefix(&err, "w.toml:1:1: load.duration: missing field `duration`, which is required here");
+    let err = load_err("no-op-name", &format!("{LOAD}{OP}[[op]]\ncommand = [\"GET\", \"k\"]\n"));
+    assert_prefix(&err, "w.toml:6:1: op[1].name: missing field `name`");
+}
+
+#[test]
+fn an_unreadable_file_is_a_read_error() {
+    let err = load(Path::new("workloads/does-not-exist.toml")).unwrap_err();
+    assert!(matches!(err, SpecError::Read { .. }));
+    assert!(err.to_string().starts_with("workloads/does-not-exist.toml: cannot read the file: "), "{err}");
+    assert!(err.located().is_none());
+}

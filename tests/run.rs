@@ -1,0 +1,296 @@
+//! `slotstorm run` on real clusters: the results folder, what the driver measures, and the
+//! promises about pipelines, the limiter, pacing and bad input.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TempDir, TestCluster, external_cluster_toml, leftovers};
+use serde_json::Value;
+use slotstorm::cluster::slot::Slot;
+use slotstorm::embedded::EmbeddedSpec;
+use slotstorm::run::{RunOptions, RunReport};
+use slotstorm::spec;
+
+/// Run `workload_toml` (written into `dir`) through the library against `tc`.
+async fn run_against(tc: &TestCluster, dir: &TempDir, name: &str, body: &str) -> RunReport {
+    let text = format!("name = \"{name}\"\n{}\n{body}", external_cluster_toml(tc));
+    let path = dir.write(&format!("{name}.toml"), &text);
+    let workload = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = RunOptions { keep: false, results_root: dir.0.join("results") };
+    slotstorm::run::run(&workload, &opts).await.unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_smoke_workload_runs_end_to_end_writes_results_and_leaves_nothing() {
+    let dir = TempDir::new("smoke");
+    let out = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/smoke.toml"), "--results"])
+        .arg(dir.0.join("results"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("p99 ms") && stdout.contains("results: "), "{stdout}");
+    // Without a terminal, one plain progress line per interval.
+    assert!(stderr.lines().filter(|l| l.contains(" ops/s ")).count() >= 3, "{stderr}");
+    let results: Vec<_> =
+        std::fs::read_dir(dir.0.join("results")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(results.len(), 1);
+    let folder = &results[0];
+    for file in ["run.json", "latency.hlog", "timeline.csv", "events.jsonl"] {
+        assert!(folder.join(file).is_file(), "{file} missing in {}", folder.display());
+    }
+    let run = read_json(&folder.join("run.json"));
+    for op in ["get", "set", "touch-user"] {
+        let o = &run["ops"][op];
+        assert!(o["count"].as_u64().unwrap() > 100, "{op}: {o}");
+        assert_eq!(o["errors"], 0, "{op}: {o}");
+        assert!(o["latency_us"]["p99"].as_u64().unwrap() > 0);
+        assert_eq!(o["latency_us"]["count"], o["count"]);
+    }
+    let run_name = run["cluster"]["run"].as_str().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let run_id = slotstorm::backend::docker::RunId::new(run_name).unwrap();
+    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}
+
+#[test]
+fn a_bad_workload_file_names_line_and_column_exits_2_and_starts_nothing() {
+    let dir = TempDir::new("bad");
+    let path = dir.write(
+        "bad.toml",
+        "name = \"bad-input\"\n[load]\nduration = \"5s\"\nmode = \"closed\"\nconcurency = 4\n\n[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n",
+    );
+    let before = docker_ps_count();
+    let out = Command::new(env!("CARGO_BIN_EXE_slotstorm")).arg("run").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let expected = format!("{}:5:1: load.concurency:", path.display());
+    assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("starting cluster"), "{stderr}");
+    assert!(!dir.0.join("results").exists());
+    // Other tests may start containers meanwhile; none of them is named after this workload.
+    let _ = before;
+    let names = Command::new("docker").args(["ps", "-a", "--format", "{{.Names}}"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&names.stdout).contains("bad-input"));
+}
+
+fn docker_ps_count() -> usize {
+    let out = Command::new("docker").args(["ps", "-aq"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_op_kind_records_and_the_hlog_reads_back_with_hdrhistogram_py() {
+    let tc = TestCluster::start("kinds", &EmbeddedSpec::default()).await;
+    let dir = TempDir::new("kinds");
+    let report = run_against(
+        &tc,
+        &dir,
+        "kinds",
+        r#"
+[load]
+duration = "3s"
+warmup = "1s"
+mode = "closed"
+concurrency = 8
+
+[keys]
+count = 500
+
+[[op]]
+name = "get"
+command = ["GET", "k:$id"]
+
+[[op]]
+name = "set"
+command = ["SET", "k:$id", "$value"]
+
+[[op]]
+name = "user"
+pipeline = [["HSET", "{user:$id}:profile", "name", "u$id"], ["EXPIRE", "{user:$id}:profile", "60"]]
+
+[[op]]
+name = "batch"
+batch = 50
+pipeline = [["HSET", "{user:$id}:profile", "tier", "gold"], ["EXPIRE", "{user:$id}:profile", "3600"]]
+
+[[op]]
+name = "limiter"
+script = "scripts/sliding_window.lua"
+keys = ["{ratelimit:$id}:sliding"]
+args = ["100", "60", "$now"]
+"#,
+    )
+    .await;
+    let run = read_json(&report.dir.join("run.json"));
+    for op in ["get", "set", "user", "batch", "limiter"] {
+        let o = &run["ops"][op];
+        assert!(o["count"].as_u64().unwrap() > 10, "{op}: {o}");
+        assert_eq!(o["errors"], 0, "{op}: {o}");
+        assert!(o["latency_us"]["p50"].as_u64().unwrap() > 0, "{op}: {o}");
+    }
+    // The script was loaded on first use (in the warm-up): NOSCRIPT was met and handled,
+    // never surfaced.
+    let noscript =
+        report.history.errors.iter().filter(|e| e.class == slotstorm::history::ErrorClass::NoScript);
+    assert!(noscript.clone().count() >= 1 && noscript.clone().all(|e| !e.last));
+
+    // An independent reader (HdrHistogram's Python port) agrees with run.json.
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hlog_read.py"))
+        .arg(report.dir.join("latency.hlog"))
+        .arg(run["warmup_s"].to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hlog_read.py: {}", String::from_utf8_lossy(&out.stderr));
+    let py: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for op in ["get", "set", "user", "batch", "limiter"] {
+        let ours = &run["ops"][op]["latency_us"];
+        let theirs = &py[op];
+        assert_eq!(ours["count"], theirs["count"], "{op}");
+        for p in ["p50", "p99", "max"] {
+            let (a, b) = (ours[p].as_f64().unwrap(), theirs[p].as_f64().unwrap());
+            // Same buckets; the two libraries may report a bucket's low or high end.
+            assert!((a - b).abs() <= a.max(b) * 0.002 + 1.0, "{op} {p}: ours {a}, hdrhistogram-py {b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_pipeline_lands_in_one_slot_on_the_node_that_serves_it() {
+    let tc = TestCluster::start("oneslot", &EmbeddedSpec::default()).await;
+    let dir = TempDir::new("oneslot");
+    let report = run_against(
+        &tc,
+        &dir,
+        "oneslot",
+        r#"
+[load]
+duration = "2s"
+mode = "closed"
+concurrency = 4
+
+[keys]
+count = 200
+distribution = "sequential"
+
+[[op]]
+name = "user"
+pipeline = [
+  ["HSET", "{user:$id}:profile", "name", "user-$id", "email", "$id@example.com", "tier", "gold"],
+  ["EXPIRE", "{user:$id}:profile", "3600"],
+  ["SADD", "{user:$id}:tags", "premium", "early-adopter"],
+  ["EXPIRE", "{user:$id}:tags", "3600"],
+]
+"#,
+    )
+    .await;
+    let run = read_json(&report.dir.join("run.json"));
+    assert_eq!(run["ops"]["user"]["errors"], 0);
+    assert_eq!(run["ops"]["user"]["moved_followed"], 0, "the slot table routed every pipeline right");
+    // Ask each user's keys of the node that serves their slot, with no redirection.
+    let view = slotstorm::cluster::NodeReport::fetch(tc.addrs()[0]).await.unwrap().view;
+    for id in 0..200 {
+        let profile = format!("{{user:{id}}}:profile");
+        let tags = format!("{{user:{id}}}:tags");
+        let slot = Slot::of(profile.as_bytes());
+        assert_eq!(slot, Slot::of(tags.as_bytes()));
+        let owner = view.owner_of(slot.get()).unwrap().addr.clone();
+        let client = redis::Client::open(format!("redis://{owner}/")).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let exists: u32 = redis::cmd("EXISTS").arg(&profile).arg(&tags).query_async(&mut conn).await.unwrap();
+        assert_eq!(exists, 2, "user {id} on {owner}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_limiter_admits_exactly_limit_calls_per_window_for_a_key() {
+    let tc = TestCluster::start("limiter", &EmbeddedSpec::default()).await;
+    let dir = TempDir::new("limiter");
+    let report = run_against(
+        &tc,
+        &dir,
+        "limiter",
+        r#"
+[load]
+duration = "2s"
+mode = "closed"
+concurrency = 4
+
+[keys]
+count = 1
+
+[[op]]
+name = "limiter"
+script = "scripts/sliding_window.lua"
+keys = ["{ratelimit:$id}:sliding"]
+args = ["25", "60", "$now"]
+"#,
+    )
+    .await;
+    let replies: Vec<i64> = report.history.ops.iter().filter_map(|o| o.reply).collect();
+    assert!(replies.len() > 100, "{} calls", replies.len());
+    assert_eq!(replies.len(), report.history.ops.len(), "every call answered");
+    assert_eq!(replies.iter().filter(|&&r| r == 1).count(), 25, "one key, one 60 s window, limit 25");
+    // The admitted ones came first.
+    let first_denied = replies.iter().position(|&r| r == 0).unwrap();
+    assert!(replies[..first_denied].iter().all(|&r| r == 1) || first_denied >= 21);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_loop_holds_its_rate_and_saturation_shows_as_latency() {
+    let tc = TestCluster::start("pacing", &EmbeddedSpec::default()).await;
+    let dir = TempDir::new("pacing");
+    let report = run_against(
+        &tc,
+        &dir,
+        "paced",
+        r#"
+[load]
+duration = "4s"
+warmup = "1s"
+mode = "open"
+rate = 2000
+concurrency = 16
+
+[[op]]
+name = "set"
+command = ["SET", "k:$id", "$value"]
+"#,
+    )
+    .await;
+    let measured = report.history.ops.iter().filter(|o| o.start_us >= 1_000_000).count() as f64;
+    let achieved = measured / 4.0;
+    assert!((achieved - 2000.0).abs() <= 20.0, "achieved {achieved} ops/s for a target of 2000");
+
+    // One worker cannot send 20000 ops/s: the schedule runs ahead and latency, measured from
+    // each op's intended start, climbs instead of being hidden.
+    let report = run_against(
+        &tc,
+        &dir,
+        "saturated",
+        r#"
+[load]
+duration = "3s"
+mode = "open"
+rate = 20000
+concurrency = 1
+
+[[op]]
+name = "set"
+command = ["SET", "k:$id", "$value"]
+"#,
+    )
+    .await;
+    let totals = report.history.totals();
+    let max_ms = totals[0].latency.max() as f64 / 1000.0;
+    let p50_ms = totals[0].latency.value_at_quantile(0.5) as f64 / 1000.0;
+    assert!(max_ms > 1000.0 && p50_ms > 300.0, "p50 {p50_ms} ms, max {max_ms} ms");
+}
