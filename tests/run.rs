@@ -294,3 +294,39 @@ command = ["SET", "k:$id", "$value"]
     let p50_ms = totals[0].latency.value_at_quantile(0.5) as f64 / 1000.0;
     assert!(max_ms > 1000.0 && p50_ms > 300.0, "p50 {p50_ms} ms, max {max_ms} ms");
 }
+
+#[test]
+fn ctrl_c_mid_run_writes_what_was_measured_and_leaves_nothing() {
+    let dir = TempDir::new("sigint-run");
+    let child = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/smoke.toml"), "--results"])
+        .arg(dir.0.join("results"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the load is running (the progress shows), then interrupt.
+    let start = std::time::Instant::now();
+    let results = dir.0.join("results");
+    while !(results.exists() && std::fs::read_dir(&results).unwrap().next().is_some()) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
+    let run = read_json(&folder.join("run.json"));
+    assert_eq!(run["interrupted"], "interrupted by SIGINT");
+    let elapsed = run["elapsed_s"].as_f64().unwrap();
+    assert!(elapsed > 1.5 && elapsed < 5.5, "stopped early: {elapsed}");
+    assert!(run["ops"]["get"]["count"].as_u64().unwrap() > 0, "measured before the signal");
+    for file in ["latency.hlog", "timeline.csv", "events.jsonl"] {
+        assert!(folder.join(file).is_file(), "{file}");
+    }
+    let run_id = slotstorm::backend::docker::RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}

@@ -3,7 +3,8 @@
 //! external cluster, one body per op), templates are compiled and script files read. Each
 //! error points at the field it concerns, or at the table when a field is missing.
 
-use std::collections::HashMap;
+mod ops;
+
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -13,13 +14,9 @@ use toml::Spanned;
 
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
-    ClusterKind, DistributionKind, Mode, RawArg, RawArgs, RawClient, RawCluster, RawKeys, RawLoad, RawOp,
-    RawValueSize, RawWorkload,
+    ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
 };
-use super::template::{ArgTemplate, CommandTemplate};
-use super::{
-    ClientPolicy, ClusterTarget, Distribution, Keys, Load, OpBody, OpSpec, Pacing, ValueSize, Workload,
-};
+use super::{ClientPolicy, ClusterTarget, Distribution, Keys, Load, Pacing, ValueSize, Workload};
 use crate::embedded::EmbeddedSpec;
 
 /// `keys.count` when absent.
@@ -370,176 +367,6 @@ impl Resolver<'_> {
         };
         Ok(Keys { count, distribution, value_size })
     }
-
-    fn ops(&self, raw: Option<Spanned<Vec<Spanned<RawOp>>>>) -> Result<Vec<OpSpec>, SpecError> {
-        let Some(raw) = raw else {
-            let message = "a workload needs at least one [[op]] table, e.g. [[op]] name = \"get\" command = [\"GET\", \"key:$id\"]";
-            return Err(self.err(0..0, "op", message));
-        };
-        if raw.get_ref().is_empty() {
-            return Err(self.err(raw.span(), "op", "must list at least one op"));
-        }
-        let mut seen: HashMap<String, (usize, Range<usize>)> = HashMap::new();
-        let mut ops = Vec::with_capacity(raw.get_ref().len());
-        for (i, op) in raw.into_inner().into_iter().enumerate() {
-            let name = &op.get_ref().name;
-            if let Some((first, span)) = seen.get(name.get_ref()) {
-                let message = format!(
-                    "op names must be unique; op[{first}] at line {} is also called {:?}",
-                    self.line(span.clone()),
-                    name.get_ref()
-                );
-                return Err(self.err(name.span(), format_args!("op[{i}].name"), message));
-            }
-            seen.insert(name.get_ref().clone(), (i, name.span()));
-            ops.push(self.op(i, op)?);
-        }
-        Ok(ops)
-    }
-
-    fn op(&self, i: usize, raw: Spanned<RawOp>) -> Result<OpSpec, SpecError> {
-        let at = raw.span();
-        let raw = raw.into_inner();
-        let field = |name: &str| format!("op[{i}].{name}");
-        if !valid_op_name(raw.name.get_ref()) {
-            let message = "must be 1 to 64 of `a-z`, `0-9`, `_` and `-` (it names the op's histogram)";
-            return Err(self.err(raw.name.span(), field("name"), message));
-        }
-        let weight = match &raw.weight {
-            Some(w) => self.ranged(w, &field("weight"), 1, 1_000_000)? as u32,
-            None => 1,
-        };
-        let mut bodies: Vec<(&str, Range<usize>)> = [
-            ("command", raw.command.as_ref().map(Spanned::span)),
-            ("pipeline", raw.pipeline.as_ref().map(Spanned::span)),
-            ("script", raw.script.as_ref().map(Spanned::span)),
-        ]
-        .into_iter()
-        .filter_map(|(name, span)| Some((name, span?)))
-        .collect();
-        bodies.sort_by_key(|(_, span)| span.start);
-        match bodies.as_slice() {
-            [] => {
-                let message = "needs one of `command`, `pipeline` or `script`";
-                return Err(self.err(at, format_args!("op[{i}]"), message));
-            }
-            [_] => {}
-            [(first, first_span), (second, span), ..] => {
-                let message = format!(
-                    "an op has exactly one of `command`, `pipeline` or `script`; this one also has `{first}` (line {})",
-                    self.line(first_span.clone())
-                );
-                return Err(self.err(span.clone(), field(second), message));
-            }
-        }
-        if let (None, Some(batch)) = (&raw.pipeline, &raw.batch) {
-            let message = "only with `pipeline`: it repeats the pipeline's commands for that many ids";
-            return Err(self.err(batch.span(), field("batch"), message));
-        }
-        if raw.script.is_none() {
-            for (name, list) in [("keys", &raw.keys), ("args", &raw.args)] {
-                if let Some(list) = list {
-                    let message = "only with `script`; a command's key is its argument 1";
-                    return Err(self.err(list.span(), field(name), message));
-                }
-            }
-        }
-        let body = if let Some(command) = &raw.command {
-            OpBody::Command(self.command(&field("command"), command)?)
-        } else if let Some(pipeline) = &raw.pipeline {
-            if pipeline.get_ref().is_empty() {
-                let message = "must list at least one command, e.g. [[\"GET\", \"key:$id\"]]";
-                return Err(self.err(pipeline.span(), field("pipeline"), message));
-            }
-            let commands = pipeline
-                .get_ref()
-                .iter()
-                .enumerate()
-                .map(|(j, c)| self.command(&format!("op[{i}].pipeline[{j}]"), c))
-                .collect::<Result<Vec<_>, _>>()?;
-            let batch = match &raw.batch {
-                Some(b) => self.ranged(b, &field("batch"), 1, 10_000)? as usize,
-                None => 1,
-            };
-            OpBody::Pipeline { commands, batch }
-        } else {
-            let script = raw.script.as_ref().expect("one body is present");
-            self.script(i, script, raw.keys.as_ref(), raw.args.as_ref())?
-        };
-        Ok(OpSpec { name: raw.name.into_inner(), weight, body })
-    }
-
-    fn script(
-        &self,
-        i: usize,
-        script: &Spanned<String>,
-        keys: Option<&RawArgs>,
-        args: Option<&RawArgs>,
-    ) -> Result<OpBody, SpecError> {
-        let path = self.dir.join(script.get_ref());
-        let source = std::fs::read_to_string(&path).map_err(|e| {
-            let message = format!(
-                "cannot read {}: {e}; the path is relative to the workload file's folder",
-                path.display()
-            );
-            self.err(script.span(), format_args!("op[{i}].script"), message)
-        })?;
-        if source.trim().is_empty() {
-            let message = format!("{} is empty", path.display());
-            return Err(self.err(script.span(), format_args!("op[{i}].script"), message));
-        }
-        let Some(keys) = keys else {
-            let message = "required with `script`: the keys it touches, e.g. keys = [\"{ratelimit:$id}:sliding\"]; keys[0] routes the script";
-            return Err(self.err(script.span(), format_args!("op[{i}].keys"), message));
-        };
-        if keys.get_ref().is_empty() {
-            let message = "must list at least one key: keys[0] routes the script to its slot";
-            return Err(self.err(keys.span(), format_args!("op[{i}].keys"), message));
-        }
-        let keys = self.args(&format!("op[{i}].keys"), keys.get_ref())?;
-        let args = match args {
-            Some(args) => self.args(&format!("op[{i}].args"), args.get_ref())?,
-            None => Vec::new(),
-        };
-        Ok(OpBody::Script { path, source, keys, args })
-    }
-
-    /// A command: the name first, then the arguments, argument 1 being the key.
-    fn command(
-        &self,
-        field: &str,
-        raw: &Spanned<Vec<Spanned<RawArg>>>,
-    ) -> Result<CommandTemplate, SpecError> {
-        let Some((name, rest)) = raw.get_ref().split_first() else {
-            let message = "must name a command and its key, e.g. [\"GET\", \"key:$id\"]";
-            return Err(self.err(raw.span(), field, message));
-        };
-        let mut args = Vec::with_capacity(rest.len());
-        for (k, arg) in rest.iter().enumerate() {
-            args.push(self.arg(&format!("{field}[{}]", k + 1), arg)?);
-        }
-        CommandTemplate::new(&name.get_ref().0, args)
-            .map_err(|message| self.err(name.span(), format_args!("{field}[0]"), message))
-    }
-
-    fn args(&self, field: &str, raw: &[Spanned<RawArg>]) -> Result<Vec<ArgTemplate>, SpecError> {
-        raw.iter().enumerate().map(|(k, arg)| self.arg(&format!("{field}[{k}]"), arg)).collect()
-    }
-
-    /// One argument, its placeholder errors placed at the offending `$` when the string is
-    /// written without escapes (else at the string's start).
-    fn arg(&self, field: &str, raw: &Spanned<RawArg>) -> Result<ArgTemplate, SpecError> {
-        let value = &raw.get_ref().0;
-        ArgTemplate::parse(value).map_err(|e| {
-            let span = raw.span();
-            let quoted = self.src.text.get(span.clone()).filter(|s| s.len() >= 2);
-            let start = match quoted.and_then(|s| s.get(1..s.len() - 1)) {
-                Some(inside) if inside == value => span.start + 1 + e.offset,
-                _ => span.start,
-            };
-            self.err(start..start, field, e.message)
-        })
-    }
 }
 
 /// What a run name may be, for messages.
@@ -550,12 +377,6 @@ fn valid_run_name(name: &str) -> bool {
     (1..=100).contains(&name.len())
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// An op name: it names a histogram and columns in reports.
-fn valid_op_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
 }
 
 /// `host:port` with a port number (the host is resolved when the run starts).
