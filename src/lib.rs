@@ -21,6 +21,8 @@ pub mod cluster;
 pub mod driver;
 pub mod embedded;
 pub mod history;
+pub mod nemesis;
+pub mod observe;
 pub mod report;
 pub mod run;
 pub mod shutdown;

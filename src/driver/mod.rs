@@ -146,6 +146,7 @@ pub async fn drive(
         intervals: aggregator.finish(last),
         ops,
         errors,
+        events: Vec::new(),
     }
 }
 

@@ -157,6 +157,105 @@ pub struct ErrorEvent {
     pub last: bool,
 }
 
+/// Something that happened to the cluster, from the nemesis or the observer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// When, µs since the run began.
+    pub at_us: u64,
+    /// What.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The kinds of events, as written to `events.jsonl` (`"event": "<kind>"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A fault was injected: the Docker call (or every command) for it returned (`t0`).
+    FaultInjected {
+        /// The fault's number in the chaos file.
+        fault: usize,
+        /// Which repetition.
+        repeat: u32,
+        /// The action (`kill`, `partition`, …).
+        action: String,
+        /// The nodes it hit.
+        targets: Vec<String>,
+        /// Whether each target was a primary when it was hit, in `targets` order.
+        primaries: Vec<bool>,
+    },
+    /// A fault was healed.
+    FaultHealed {
+        /// The fault's number in the chaos file.
+        fault: usize,
+        /// Which repetition.
+        repeat: u32,
+        /// The action.
+        action: String,
+        /// The nodes it had hit.
+        targets: Vec<String>,
+    },
+    /// A fault could not be injected or healed.
+    FaultError {
+        /// The fault's number in the chaos file.
+        fault: usize,
+        /// What went wrong.
+        error: String,
+    },
+    /// `observer` now flags `subject` with `flag` (`fail?` or `fail`).
+    Flagged {
+        /// The node whose view this is.
+        observer: String,
+        /// The node flagged.
+        subject: String,
+        /// The flag.
+        flag: String,
+    },
+    /// `observer` no longer flags `subject` with `flag`.
+    Unflagged {
+        /// The node whose view this is.
+        observer: String,
+        /// The node.
+        subject: String,
+        /// The flag.
+        flag: String,
+    },
+    /// A node reports a new role for itself.
+    Role {
+        /// The node.
+        node: String,
+        /// `primary` or `replica`.
+        role: String,
+        /// Its primary, for a replica.
+        primary: Option<String>,
+        /// The slots it serves, for a primary.
+        slots: u32,
+    },
+    /// A node reports a new `cluster_state`.
+    State {
+        /// The node.
+        node: String,
+        /// `ok` or `fail`.
+        state: String,
+    },
+    /// A node stopped or started answering the observer.
+    Reachable {
+        /// The node.
+        node: String,
+        /// Whether it answers now.
+        reachable: bool,
+    },
+    /// A line of a node's own log that marks a failover step, timed by the node's clock.
+    Log {
+        /// The node.
+        node: String,
+        /// What it marks: `marked_failing`, `election_won`, `config_epoch`, `state_changed`.
+        what: String,
+        /// The line.
+        line: String,
+    },
+}
+
 /// Counters and a latency histogram for one op kind over one interval.
 #[derive(Debug, Clone)]
 pub struct OpStats {
@@ -248,6 +347,8 @@ pub struct History {
     pub ops: Vec<OpEvent>,
     /// Every failed attempt, ordered by time.
     pub errors: Vec<ErrorEvent>,
+    /// Faults and topology events, ordered by time.
+    pub events: Vec<Event>,
 }
 
 impl History {
@@ -292,6 +393,7 @@ mod tests {
             ],
             ops: vec![],
             errors: vec![],
+            events: vec![],
         };
         let t = &h.totals()[0];
         assert_eq!(t.ok, 12);

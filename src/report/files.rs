@@ -201,6 +201,13 @@ fn write_events(path: &Path, history: &History, meta: &RunMeta) -> io::Result<()
     let mut f = BufWriter::new(File::create(path)?);
     let started = json!({"t_s": 0.0, "event": "run_started", "workload": meta.workload});
     writeln!(f, "{started}")?;
+    for e in &history.events {
+        let mut v = serde_json::to_value(&e.kind)?;
+        if let Value::Object(m) = &mut v {
+            m.insert("t_s".into(), json!(e.at_us as f64 / 1e6));
+        }
+        writeln!(f, "{v}")?;
+    }
     let ended = json!({
         "t_s": history.elapsed.as_secs_f64(),
         "event": "run_ended",
