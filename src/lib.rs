@@ -4,7 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`spec`] | workload files (TOML): the format, defaults, and validation with `file:line:column` errors |
+//! | [`spec`] | workload and chaos files (TOML): the formats, defaults, validation with `file:line:column` errors, the fault schedule |
 //! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
 //! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status |
 //! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing |
@@ -16,6 +16,7 @@
 //! the features that need them.
 
 pub mod backend;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod driver;

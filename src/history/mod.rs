@@ -183,6 +183,8 @@ pub enum EventKind {
         targets: Vec<String>,
         /// Whether each target was a primary when it was hit, in `targets` order.
         primaries: Vec<bool>,
+        /// The slots the targets served when hit, as inclusive ranges.
+        slots: Vec<(u16, u16)>,
     },
     /// A fault was healed.
     FaultHealed {
@@ -237,6 +239,13 @@ pub enum EventKind {
         node: String,
         /// `ok` or `fail`.
         state: String,
+    },
+    /// The primaries that serve slots, as one node sees them, changed.
+    Owners {
+        /// The node whose view this is.
+        node: String,
+        /// Each primary serving slots, with how many, sorted by name.
+        owners: Vec<(String, u32)>,
     },
     /// A node stopped or started answering the observer.
     Reachable {

@@ -1,4 +1,217 @@
-//! The nemesis: injects the chaos file's faults on schedule and heals them, on every exit
-//! path. (Scheduling arrives with chaos files.)
+//! The nemesis: injects a chaos file's faults on schedule through the Docker API, heals each
+//! at its time, and on every exit path (normal end, error, Ctrl-C, panic of the run) heals
+//! everything it may have left: every node is resumed, started and stripped of network
+//! rules. Targets such as `random-primary` are resolved against the cluster as it is when
+//! the fault starts.
+//!
+//! This module injects and heals; it never records latency (the driver does) and never
+//! judges what happened (the checkers do).
 
 pub mod inject;
+mod target;
+
+pub use target::{Resolved, resolve};
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::backend::docker::DockerCluster;
+use crate::driver::{RunClock, Stop};
+use crate::history::EventKind;
+use crate::observe::{EventLog, emit};
+use crate::spec::chaos::{Action, ScheduledFault};
+
+/// A fault that is in force and how to end it.
+struct Active {
+    fault: usize,
+    repeat: u32,
+    action: Action,
+    heal_at: Duration,
+    targets: Vec<String>,
+}
+
+/// Run `schedule` against `cluster` until it is done or `stop` is asked, then heal
+/// everything. Events go to `events`.
+pub async fn run(
+    docker: Docker,
+    cluster: DockerCluster,
+    schedule: Vec<ScheduledFault>,
+    seed: u64,
+    clock: RunClock,
+    events: EventLog,
+    stop: Arc<Stop>,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut active: Vec<Active> = Vec::new();
+    let mut next = schedule.into_iter().peekable();
+    loop {
+        let next_inject = next.peek().map(|f| f.at);
+        let next_heal = active.iter().map(|a| a.heal_at).min();
+        let Some(when) = [next_inject, next_heal].into_iter().flatten().min() else { break };
+        if !sleep_until(&clock, when, &stop).await {
+            break;
+        }
+        // Heals due now go first, so a repeat never meets its predecessor still in force.
+        if next_heal == Some(when) {
+            let i = active.iter().position(|a| a.heal_at == when).expect("a heal is due");
+            let a = active.remove(i);
+            heal(&docker, &cluster, &a, &clock, &events).await;
+            continue;
+        }
+        let fault = next.next().expect("an injection is due");
+        let resolved = match resolve(&fault.target, &cluster, &mut rng).await {
+            Ok(r) => r,
+            Err(error) => {
+                emit(&events, clock.now_us(), EventKind::FaultError { fault: fault.index, error });
+                continue;
+            }
+        };
+        let targets: Vec<String> = resolved.nodes.iter().map(|n| n.node.clone()).collect();
+        match inject(&docker, &cluster, &fault.action, &resolved).await {
+            Ok(()) => {
+                emit(
+                    &events,
+                    clock.now_us(),
+                    EventKind::FaultInjected {
+                        fault: fault.index,
+                        repeat: fault.repeat,
+                        action: fault.action.name().into(),
+                        targets: targets.clone(),
+                        primaries: resolved.primaries.clone(),
+                        slots: resolved.slots.clone(),
+                    },
+                );
+                if let Some(heal_at) = fault.heal_at {
+                    active.push(Active {
+                        fault: fault.index,
+                        repeat: fault.repeat,
+                        action: fault.action,
+                        heal_at,
+                        targets,
+                    });
+                }
+            }
+            Err(e) => {
+                emit(
+                    &events,
+                    clock.now_us(),
+                    EventKind::FaultError { fault: fault.index, error: e.to_string() },
+                );
+                // Half-injected faults (a partition applied to some nodes) are healed now.
+                let a = Active {
+                    fault: fault.index,
+                    repeat: fault.repeat,
+                    action: fault.action,
+                    heal_at: when,
+                    targets,
+                };
+                heal(&docker, &cluster, &a, &clock, &events).await;
+            }
+        }
+    }
+    for a in active.drain(..).rev() {
+        heal(&docker, &cluster, &a, &clock, &events).await;
+    }
+    heal_all(&docker, &cluster).await;
+}
+
+/// Sleep until `at` on the run clock; false when stopped first.
+async fn sleep_until(clock: &RunClock, at: Duration, stop: &Stop) -> bool {
+    let deadline = tokio::time::Instant::from_std(clock.start + at);
+    while tokio::time::Instant::now() < deadline {
+        if stop.stopped() {
+            return false;
+        }
+        let step =
+            deadline.saturating_duration_since(tokio::time::Instant::now()).min(Duration::from_millis(20));
+        tokio::time::sleep(step).await;
+    }
+    !stop.stopped()
+}
+
+async fn inject(
+    docker: &Docker,
+    cluster: &DockerCluster,
+    action: &Action,
+    r: &Resolved,
+) -> Result<(), inject::InjectError> {
+    let others: Vec<IpAddr> = cluster
+        .nodes
+        .iter()
+        .filter(|n| !r.nodes.iter().any(|t| t.node == n.node))
+        .map(|n| n.addr.ip())
+        .collect();
+    for n in &r.nodes {
+        let c = n.container.as_str();
+        match *action {
+            Action::Kill => inject::signal(docker, c, "SIGKILL").await?,
+            Action::Stop => inject::stop(docker, c, Duration::from_secs(10)).await?,
+            Action::Restart => {
+                inject::stop(docker, c, Duration::from_secs(10)).await?;
+                inject::start(docker, c).await?;
+            }
+            Action::Pause => inject::pause(docker, c).await?,
+            Action::Sigstop => inject::signal(docker, c, "SIGSTOP").await?,
+            Action::Isolate => inject::isolate(docker, c).await?,
+            Action::Partition => inject::cut_from(docker, c, &others).await?,
+            Action::Loss { probability } => inject::loss(docker, c, probability).await?,
+            Action::Bandwidth { bits_per_s } => inject::bandwidth(docker, c, bits_per_s).await?,
+            Action::Delay { delay, jitter } => inject::delay(docker, c, delay, jitter).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn heal(docker: &Docker, cluster: &DockerCluster, a: &Active, clock: &RunClock, events: &EventLog) {
+    let mut error = None;
+    for name in &a.targets {
+        let Some(n) = cluster.nodes.iter().find(|n| &n.node == name) else { continue };
+        let c = n.container.as_str();
+        let r = match a.action {
+            Action::Kill | Action::Stop => inject::start(docker, c).await,
+            Action::Restart => Ok(()),
+            Action::Pause => inject::unpause(docker, c).await,
+            Action::Sigstop => inject::signal(docker, c, "SIGCONT").await,
+            Action::Isolate
+            | Action::Partition
+            | Action::Loss { .. }
+            | Action::Bandwidth { .. }
+            | Action::Delay { .. } => inject::heal_network(docker, c).await,
+        };
+        if let Err(e) = r {
+            error.get_or_insert(e.to_string());
+        }
+    }
+    let now = clock.now_us();
+    match error {
+        None => emit(
+            events,
+            now,
+            EventKind::FaultHealed {
+                fault: a.fault,
+                repeat: a.repeat,
+                action: a.action.name().into(),
+                targets: a.targets.clone(),
+            },
+        ),
+        Some(error) => {
+            emit(events, now, EventKind::FaultError { fault: a.fault, error: format!("healing: {error}") })
+        }
+    }
+}
+
+/// Undo anything a fault can leave on any node of `cluster`. Safe to call at any time and
+/// more than once; errors are logged, not returned, because it runs on exit paths.
+pub async fn heal_all(docker: &Docker, cluster: &DockerCluster) {
+    let heals = cluster.nodes.iter().map(|n| async move {
+        if let Err(e) = inject::heal_node(docker, &n.container).await {
+            tracing::warn!(container = %n.container, error = %e, "Could not heal a node on the way out.");
+        }
+    });
+    futures_util::future::join_all(heals).await;
+}

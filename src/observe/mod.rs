@@ -67,6 +67,7 @@ struct Seen {
     reachable: Option<bool>,
     state: Option<String>,
     role: Option<(String, Option<String>, u32)>,
+    owners: Option<Vec<(String, u32)>>,
     /// Flags this node holds on others: subject → flags of interest.
     flags: BTreeMap<String, Vec<String>>,
 }
@@ -203,6 +204,17 @@ fn changes(
             seen.role = Some(now);
         }
     }
+    let mut owners: Vec<(String, u32)> = view
+        .nodes
+        .iter()
+        .filter(|n| n.is_primary() && n.slot_count() > 0)
+        .map(|n| (name_of(&n.addr), n.slot_count()))
+        .collect();
+    owners.sort();
+    if seen.owners.as_ref() != Some(&owners) {
+        out.push(EventKind::Owners { node: me.to_string(), owners: owners.clone() });
+        seen.owners = Some(owners);
+    }
     let mut flags: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in view.nodes.iter().filter(|n| !n.is_myself()) {
         let held: Vec<String> = n.flags.iter().filter(|f| *f == "fail" || *f == "fail?").cloned().collect();
@@ -281,6 +293,7 @@ d 10.0.0.4:6379@16379 slave b 0 0 2 connected
         let mut seen = Seen::default();
         let v = View::parse(HEALTHY).unwrap();
         let first = changes("redis-2", &v, "ok", &names(), &mut seen);
+        let owners = vec![("redis-1".to_string(), 8192), ("redis-2".to_string(), 8192)];
         assert_eq!(
             first,
             vec![
@@ -291,6 +304,7 @@ d 10.0.0.4:6379@16379 slave b 0 0 2 connected
                     primary: None,
                     slots: 8192
                 },
+                EventKind::Owners { node: "redis-2".into(), owners },
             ]
         );
         assert!(changes("redis-2", &v, "ok", &names(), &mut seen).is_empty());

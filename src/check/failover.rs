@@ -1,0 +1,453 @@
+//! Failover phases per fault, from one history: `t0` (injected), `detected` (a node marks
+//! the victim failed), `elected` (a replica reports itself primary), `converged` (every
+//! other reachable node reports `cluster_state:ok` and the new owner), `client_recovered`
+//! (end of the client-visible disruption on the victim's slots), plus the error and
+//! disruption windows on the victim's slots and, apart, on every other slot.
+
+use serde::Serialize;
+
+use super::windows::{Badness, Window, windows};
+use crate::history::{EventKind, History, OpEvent};
+
+/// Settings of the failover checks.
+#[derive(Debug, Clone, Copy)]
+pub struct FailoverConfig {
+    /// The least latency that counts as a disruption; the threshold used is the larger of
+    /// this and `p99_factor` × the p99 before the fault.
+    pub min_disruption_us: u64,
+    /// See `min_disruption_us`.
+    pub p99_factor: u64,
+    /// Bad ops closer than this share a window.
+    pub merge_gap_us: u64,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig { min_disruption_us: 100_000, p99_factor: 10, merge_gap_us: 500_000 }
+    }
+}
+
+/// What the client saw on a set of slots during one fault.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Impact {
+    /// The error windows, in order.
+    pub error_windows: Vec<Window>,
+    /// The disruption windows (errors or slow ops), in order.
+    pub disruption_windows: Vec<Window>,
+}
+
+impl Impact {
+    /// From the first error window's start to the last one's end (0 without errors).
+    pub fn error_span_us(&self) -> u64 {
+        span(&self.error_windows)
+    }
+
+    /// From the first disruption's start to the last one's end.
+    pub fn disruption_span_us(&self) -> u64 {
+        span(&self.disruption_windows)
+    }
+
+    /// Errors in all windows, by class summed.
+    pub fn errors(&self) -> u64 {
+        self.error_windows.iter().map(Window::error_count).sum()
+    }
+}
+
+fn span(w: &[Window]) -> u64 {
+    match (w.first(), w.last()) {
+        (Some(a), Some(b)) => b.end_us - a.start_us,
+        _ => 0,
+    }
+}
+
+/// One fault, measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultReport {
+    /// The fault's number in the chaos file.
+    pub fault: usize,
+    /// Which repetition.
+    pub repeat: u32,
+    /// The action.
+    pub action: String,
+    /// The nodes hit.
+    pub targets: Vec<String>,
+    /// Those of them that were primaries.
+    pub victims: Vec<String>,
+    /// Injected, µs since the run began.
+    pub t0_us: u64,
+    /// Healed, if it was within the run.
+    pub healed_us: Option<u64>,
+    /// First node to mark a victim failed, by the poller.
+    pub detected_us: Option<u64>,
+    /// The same, by the nodes' own logs ("Marking node … as failing").
+    pub detected_log_us: Option<u64>,
+    /// First replica to report itself primary, by the poller.
+    pub elected_us: Option<u64>,
+    /// Which node it was.
+    pub elected_node: Option<String>,
+    /// The same, by the nodes' logs ("Failover election won").
+    pub elected_log_us: Option<u64>,
+    /// Every other reachable node reports `cluster_state:ok` and the new primary.
+    pub converged_us: Option<u64>,
+    /// End of the last failed or slow op on the victims' slots.
+    pub client_recovered_us: Option<u64>,
+    /// The slowness that counted as disruption, µs.
+    pub disruption_threshold_us: u64,
+    /// What the client saw on the victims' slots.
+    pub victim_slots: Impact,
+    /// What it saw on every other slot (with `cluster-require-full-coverage yes`, every
+    /// slot goes down until the election).
+    pub other_slots: Impact,
+}
+
+impl FaultReport {
+    /// Whether a replica took over.
+    pub fn failed_over(&self) -> bool {
+        self.elected_us.is_some()
+    }
+
+    /// The headline failover duration: `client_recovered − t0`.
+    pub fn failover_duration_us(&self) -> Option<u64> {
+        self.client_recovered_us.map(|r| r - self.t0_us)
+    }
+}
+
+/// Measure every fault in `history`.
+pub fn fault_reports(history: &History, config: &FailoverConfig) -> Vec<FaultReport> {
+    let injected: Vec<(u64, &EventKind)> = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::FaultInjected { .. }))
+        .map(|e| (e.at_us, &e.kind))
+        .collect();
+    let end_us = history.elapsed.as_micros() as u64;
+    injected
+        .iter()
+        .enumerate()
+        .map(|(i, (t0, kind))| {
+            let horizon = injected.get(i + 1).map_or(end_us, |(t, _)| *t);
+            one_fault(history, config, *t0, horizon, kind)
+        })
+        .collect()
+}
+
+fn one_fault(
+    history: &History,
+    config: &FailoverConfig,
+    t0: u64,
+    horizon: u64,
+    kind: &EventKind,
+) -> FaultReport {
+    let EventKind::FaultInjected { fault, repeat, action, targets, primaries, slots } = kind else {
+        unreachable!("only injections are measured")
+    };
+    let victims: Vec<String> =
+        targets.iter().zip(primaries).filter(|(_, p)| **p).map(|(t, _)| t.clone()).collect();
+    let in_window = |at: u64| at >= t0 && at < horizon;
+    let events = || history.events.iter().filter(|e| in_window(e.at_us));
+    let is_victim = |n: &str| victims.iter().any(|v| v == n);
+
+    let healed_us = events()
+        .find(|e| matches!(&e.kind, EventKind::FaultHealed { fault: f, repeat: r, .. } if f == fault && r == repeat))
+        .map(|e| e.at_us);
+    let detected_us = events()
+        .find(|e| matches!(&e.kind, EventKind::Flagged { subject, flag, .. } if flag == "fail" && is_victim(subject)))
+        .map(|e| e.at_us);
+    let detected_log_us = events()
+        .find(|e| {
+            matches!(&e.kind, EventKind::Log { what, line, .. }
+                if what == "marked_failing" && victims.iter().any(|v| line.contains(&format!("[{v}]"))))
+        })
+        .map(|e| e.at_us);
+    let elected = if victims.is_empty() {
+        None
+    } else {
+        events().find_map(|e| match &e.kind {
+            EventKind::Role { node, role, slots, .. }
+                if role == "primary" && *slots > 0 && !is_victim(node) =>
+            {
+                // A node that was a primary all along reports its role when first seen;
+                // only a change after t0 by a node that was a replica counts.
+                was_replica_before(history, node, e.at_us).then(|| (e.at_us, node.clone()))
+            }
+            _ => None,
+        })
+    };
+    let elected_log_us = events()
+        .find(|e| matches!(&e.kind, EventKind::Log { what, node, .. } if what == "election_won" && !is_victim(node)))
+        .map(|e| e.at_us);
+    let converged_us =
+        elected.as_ref().and_then(|(at, node)| converged(history, &victims, node, *at, horizon));
+
+    let in_victim_slots = |o: &OpEvent| slots.iter().any(|&(a, b)| a <= o.slot && o.slot <= b);
+    let threshold = disruption_threshold(history, config, t0);
+    let ops_after = || history.ops.iter().filter(|o| o.start_us + o.latency_us >= t0 && o.start_us < horizon);
+    let impact = |keep: &dyn Fn(&OpEvent) -> bool| Impact {
+        error_windows: windows(ops_after(), keep, Badness::Errors, config.merge_gap_us),
+        disruption_windows: windows(
+            ops_after(),
+            keep,
+            Badness::ErrorsOrSlowerThan(threshold),
+            config.merge_gap_us,
+        ),
+    };
+    let victim_slots = impact(&in_victim_slots);
+    let other_slots = impact(&|o: &OpEvent| !in_victim_slots(o));
+    let client_recovered_us = victim_slots.disruption_windows.last().map(|w| w.end_us);
+    FaultReport {
+        fault: *fault,
+        repeat: *repeat,
+        action: action.clone(),
+        targets: targets.clone(),
+        victims,
+        t0_us: t0,
+        healed_us,
+        detected_us,
+        detected_log_us,
+        elected_us: elected.as_ref().map(|(at, _)| *at),
+        elected_node: elected.map(|(_, n)| n),
+        elected_log_us,
+        converged_us,
+        client_recovered_us,
+        disruption_threshold_us: threshold,
+        victim_slots,
+        other_slots,
+    }
+}
+
+/// Whether `node`'s last reported role before `at` was replica.
+fn was_replica_before(history: &History, node: &str, at: u64) -> bool {
+    history.events.iter().rev().filter(|e| e.at_us < at).find_map(|e| match &e.kind {
+        EventKind::Role { node: n, role, .. } if n == node => Some(role.as_str()),
+        _ => None,
+    }) == Some("replica")
+}
+
+/// The first moment from `from` on when every node that is neither a victim nor
+/// unreachable reports `cluster_state:ok` and sees `new_primary` serving slots and no victim
+/// serving any.
+fn converged(
+    history: &History,
+    victims: &[String],
+    new_primary: &str,
+    from: u64,
+    horizon: u64,
+) -> Option<u64> {
+    use std::collections::BTreeMap;
+    let mut state: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut owners_ok: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut reachable: BTreeMap<&str, bool> = BTreeMap::new();
+    let is_victim = |n: &str| victims.iter().any(|v| v == n);
+    for e in history.events.iter().filter(|e| e.at_us < horizon) {
+        match &e.kind {
+            EventKind::State { node, state: s } => {
+                state.insert(node, s);
+            }
+            EventKind::Owners { node, owners } => {
+                let ok = owners.iter().any(|(n, c)| n == new_primary && *c > 0)
+                    && !owners.iter().any(|(n, _)| is_victim(n));
+                owners_ok.insert(node, ok);
+            }
+            EventKind::Reachable { node, reachable: r } => {
+                reachable.insert(node, *r);
+            }
+            _ => continue,
+        }
+        if e.at_us < from {
+            continue;
+        }
+        let nodes = state.keys().filter(|n| !is_victim(n) && reachable.get(*n).copied().unwrap_or(true));
+        let mut any = false;
+        let mut all = true;
+        for n in nodes {
+            any = true;
+            all &= state.get(n) == Some(&"ok") && owners_ok.get(n).copied().unwrap_or(false);
+        }
+        if any && all {
+            return Some(e.at_us);
+        }
+    }
+    None
+}
+
+/// The larger of the configured minimum and `p99_factor` × the p99 of the 10 s before `t0`
+/// (after the warm-up).
+fn disruption_threshold(history: &History, config: &FailoverConfig, t0: u64) -> u64 {
+    let warmup = history.warmup.as_micros() as u64;
+    let from = t0.saturating_sub(10_000_000).max(warmup);
+    let mut h = crate::history::new_histogram();
+    for o in history.ops.iter().filter(|o| o.start_us >= from && o.start_us + o.latency_us < t0) {
+        h.saturating_record(o.latency_us.max(1));
+    }
+    let p99 = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
+    config.min_disruption_us.max(p99 * config.p99_factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{ErrorClass, Event, OpKind, Outcome};
+    use std::time::{Duration, SystemTime};
+
+    fn ev(at_ms: u64, kind: EventKind) -> Event {
+        Event { at_us: at_ms * 1000, kind }
+    }
+
+    fn op(start_ms: u64, latency_ms: u64, outcome: Outcome, slot: u16) -> OpEvent {
+        OpEvent {
+            start_us: start_ms * 1000,
+            latency_us: latency_ms * 1000,
+            kind: OpKind(0),
+            slot,
+            id: 0,
+            outcome,
+            attempts: 1,
+            reply: None,
+        }
+    }
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    fn role(at: u64, node: &str, role: &str, slots: u32) -> Event {
+        ev(at, EventKind::Role { node: s(node), role: s(role), primary: None, slots })
+    }
+
+    fn state(at: u64, node: &str, st: &str) -> Event {
+        ev(at, EventKind::State { node: s(node), state: s(st) })
+    }
+
+    fn owners(at: u64, node: &str, o: &[(&str, u32)]) -> Event {
+        ev(at, EventKind::Owners { node: s(node), owners: o.iter().map(|(n, c)| (s(n), *c)).collect() })
+    }
+
+    /// A kill of redis-1 (slots 0-99 here) at 10 s; redis-2 stays primary of 100-199;
+    /// redis-3 is redis-1's replica and wins at 12 s.
+    fn kill_history(ops: Vec<OpEvent>) -> History {
+        let mut events = vec![
+            role(0, "redis-1", "primary", 100),
+            role(0, "redis-2", "primary", 100),
+            role(0, "redis-3", "replica", 0),
+            state(0, "redis-2", "ok"),
+            state(0, "redis-3", "ok"),
+            owners(0, "redis-2", &[("redis-1", 100), ("redis-2", 100)]),
+            owners(0, "redis-3", &[("redis-1", 100), ("redis-2", 100)]),
+            ev(
+                10_000,
+                EventKind::FaultInjected {
+                    fault: 0,
+                    repeat: 0,
+                    action: s("kill"),
+                    targets: vec![s("redis-1")],
+                    primaries: vec![true],
+                    slots: vec![(0, 99)],
+                },
+            ),
+            ev(10_050, EventKind::Reachable { node: s("redis-1"), reachable: false }),
+            ev(
+                11_000,
+                EventKind::Flagged { observer: s("redis-2"), subject: s("redis-1"), flag: s("fail?") },
+            ),
+            ev(11_200, EventKind::Flagged { observer: s("redis-2"), subject: s("redis-1"), flag: s("fail") }),
+            ev(
+                11_190,
+                EventKind::Log {
+                    node: s("redis-2"),
+                    what: s("marked_failing"),
+                    line: s("Marking node x as failing [redis-1]"),
+                },
+            ),
+            state(11_210, "redis-2", "fail"),
+            state(11_220, "redis-3", "fail"),
+            role(12_000, "redis-3", "primary", 100),
+            owners(12_000, "redis-3", &[("redis-2", 100), ("redis-3", 100)]),
+            state(12_050, "redis-3", "ok"),
+            owners(12_100, "redis-2", &[("redis-2", 100), ("redis-3", 100)]),
+            state(12_150, "redis-2", "ok"),
+            ev(
+                20_000,
+                EventKind::FaultHealed {
+                    fault: 0,
+                    repeat: 0,
+                    action: s("kill"),
+                    targets: vec![s("redis-1")],
+                },
+            ),
+        ];
+        events.sort_by_key(|e| e.at_us);
+        History {
+            op_names: vec![s("set")],
+            interval: Duration::from_secs(1),
+            warmup: Duration::from_secs(1),
+            started_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(30),
+            intervals: vec![],
+            ops,
+            errors: vec![],
+            events,
+        }
+    }
+
+    #[test]
+    fn phases_of_a_primary_kill_are_found_and_ordered() {
+        let mut ops = Vec::new();
+        for t in (5_000..10_000).step_by(10) {
+            ops.push(op(t, 1, Outcome::Ok, 5));
+        }
+        // The victim's slots: timeouts while the node is gone, CLUSTERDOWN until elected.
+        ops.push(op(10_010, 1000, Outcome::Unknown(ErrorClass::Timeout), 5));
+        ops.push(op(11_300, 1, Outcome::Fail(ErrorClass::ClusterDown), 5));
+        ops.push(op(12_200, 2, Outcome::Ok, 5));
+        // Another shard: CLUSTERDOWN while the cluster is down (full coverage).
+        ops.push(op(11_250, 1, Outcome::Fail(ErrorClass::ClusterDown), 150));
+        ops.push(op(11_600, 1, Outcome::Fail(ErrorClass::ClusterDown), 150));
+        let h = kill_history(ops);
+        let r = &fault_reports(&h, &FailoverConfig::default())[0];
+        assert_eq!(r.victims, vec![s("redis-1")]);
+        assert_eq!(r.t0_us, 10_000_000);
+        assert_eq!(r.detected_us, Some(11_200_000));
+        assert_eq!(r.detected_log_us, Some(11_190_000));
+        assert_eq!(r.elected_us, Some(12_000_000));
+        assert_eq!(r.elected_node.as_deref(), Some("redis-3"));
+        assert_eq!(r.converged_us, Some(12_150_000));
+        assert_eq!(r.client_recovered_us, Some(11_301_000));
+        assert_eq!(r.healed_us, Some(20_000_000));
+        let phases = [r.t0_us, r.detected_us.unwrap(), r.elected_us.unwrap(), r.converged_us.unwrap()];
+        assert!(phases.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(r.victim_slots.errors(), 2);
+        assert_eq!(r.victim_slots.error_span_us(), 11_301_000 - 10_010_000);
+        assert_eq!(r.other_slots.errors(), 2, "full coverage: the other shard failed too");
+        assert_eq!(r.other_slots.error_windows.len(), 1);
+        assert_eq!(r.failover_duration_us(), Some(1_301_000));
+    }
+
+    #[test]
+    fn a_pause_without_promotion_reports_no_failover() {
+        let mut h = kill_history(vec![op(10_100, 3000, Outcome::Ok, 5)]);
+        h.events.retain(|e| match &e.kind {
+            EventKind::Role { node, .. } => node != "redis-3" || e.at_us == 0,
+            EventKind::Flagged { flag, .. } => flag != "fail",
+            _ => true,
+        });
+        let r = &fault_reports(&h, &FailoverConfig::default())[0];
+        assert!(!r.failed_over());
+        assert_eq!(r.converged_us, None);
+        assert!(r.victim_slots.error_windows.is_empty());
+        // A 3 s stall with no error is a disruption all the same.
+        assert_eq!(r.client_recovered_us, Some(13_100_000));
+    }
+
+    #[test]
+    fn the_disruption_threshold_follows_the_pre_fault_p99() {
+        let mut ops = Vec::new();
+        for t in (2_000..10_000).step_by(10) {
+            ops.push(op(t, 30, Outcome::Ok, 5));
+        }
+        let h = kill_history(ops);
+        let r = &fault_reports(&h, &FailoverConfig::default())[0];
+        // 10 × a p99 of 30 ms, within the histogram's 3 significant digits.
+        let t = r.disruption_threshold_us as f64;
+        assert!((t - 300_000.0).abs() <= 300.0, "{t}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Checkers: pure functions over a [`History`](crate::history::History). They do no I/O,
+//! never panic on odd histories, and never plot; reports only present what they return.
+
+pub mod failover;
+pub mod windows;
