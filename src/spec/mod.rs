@@ -1,8 +1,12 @@
-//! Workload files: the TOML format, its defaults, and its validation. A file is read in two
-//! stages, as ripgrep reads its flags: `raw` deserializes it into structs that only check
-//! the input's shape (unknown fields and wrong types are errors), then `resolve` applies
-//! defaults, checks the rules between fields, compiles command templates and reads script
-//! files, producing a [`Workload`] that the core uses as it is and never re-parses.
+//! Workload and chaos files: the TOML formats, their defaults, and their validation. A
+//! workload file is read in two stages, as ripgrep reads its flags: `raw` deserializes it
+//! into structs that only check the input's shape (unknown fields and wrong types are
+//! errors), then `resolve` applies defaults, checks the rules between fields, compiles
+//! command templates and reads script files, producing a [`Workload`] that the core uses as
+//! it is and never re-parses.
+//!
+//! Chaos files (`chaos/*.toml`, the faults a run injects) are read the same way by
+//! [`chaos`]; a workload's `chaos` names one, and loading the workload loads it too.
 //!
 //! Every error names `file:line:column: field: message` on one line (see [`SpecError`]).
 //!
@@ -15,7 +19,7 @@
 //! ```toml
 //! name = "seed-users"          # (the file stem) names the run and its results folder
 //! description = "..."          # optional
-//! chaos = "../chaos/x.toml"    # optional, relative to this file
+//! chaos = "../chaos/x.toml"    # optional, relative to this file; loaded and checked too
 //!
 //! [cluster]                    # optional; an embedded 3 x 1 cluster by default
 //! kind = "embedded"            # "embedded" (default) | "external"
@@ -61,6 +65,7 @@
 //! [`template`]. **Argument 1 of every command is its routing key**, as is `keys[0]` of a
 //! script; see [`CommandTemplate`] about pipelines whose keys have different hash tags.
 
+pub mod chaos;
 mod error;
 mod raw;
 mod resolve;
@@ -69,6 +74,7 @@ pub mod template;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::chaos::{Action, ChaosPlan, FaultSpec, ScheduledFault, TargetSpec, load_chaos, parse_chaos};
 pub use self::error::{Located, SpecError};
 pub use self::template::{ArgTemplate, CommandTemplate, Part, RenderCtx, TemplateError};
 pub use crate::driver::keys::Distribution;
@@ -84,9 +90,9 @@ pub struct Workload {
     pub path: PathBuf,
     /// Free text for reports.
     pub description: Option<String>,
-    /// A chaos file to run with the workload, resolved against the workload file's folder;
-    /// it exists (it is not read here).
-    pub chaos: Option<PathBuf>,
+    /// The chaos file to run with the workload, read and checked; its `path` is the one the
+    /// workload names, joined to the workload file's folder.
+    pub chaos: Option<ChaosPlan>,
     /// Which cluster to drive.
     pub cluster: ClusterTarget,
     /// How long and how hard.
@@ -243,7 +249,8 @@ pub enum OpBody {
 /// # Errors
 /// [`SpecError::Read`] when the file cannot be read; [`SpecError::Invalid`], which prints
 /// as `path:line:column: field: message`, for anything wrong inside it (including a
-/// script or chaos file it names that cannot be read).
+/// script or chaos file it names that cannot be read). An error inside the chaos file
+/// names the chaos file and its own line and column.
 pub fn load(path: &Path) -> Result<Workload, SpecError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;

@@ -114,7 +114,16 @@ impl Resolver<'_> {
                     );
                     return Err(self.err(rel.span(), "chaos", message));
                 }
-                Some(path)
+                // Errors inside the chaos file name that file and their place in it; only
+                // one that keeps it from being read is the workload's.
+                let plan = super::chaos::load_chaos(&path).map_err(|e| match e {
+                    SpecError::Read { source, .. } => {
+                        let message = format!("cannot read {}: {source}", path.display());
+                        self.err(rel.span(), "chaos", message)
+                    }
+                    invalid @ SpecError::Invalid { .. } => invalid,
+                })?;
+                Some(plan)
             }
             None => None,
         };

@@ -37,6 +37,8 @@ fn assert_prefix(err: &str, prefix: &str) {
 
 const LOAD: &str = "[load]\nduration = \"5s\"\n";
 const OP: &str = "[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n";
+/// A valid chaos file of one fault.
+const CHAOS: &str = "[[fault]]\nat = \"1s\"\naction = \"restart\"\ntarget = \"redis-1\"\n";
 
 fn ok(text: &str) -> Workload {
     parse(Path::new("workloads/test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
@@ -57,7 +59,39 @@ fn every_shipped_workload_loads() {
         }
     }
     loaded.sort();
-    assert_eq!(loaded, ["mixed", "rate-limit", "seed-users", "smoke"]);
+    assert_eq!(
+        loaded,
+        [
+            "flaky-network",
+            "kill-primary",
+            "mixed",
+            "partition-primary",
+            "pause-long",
+            "pause-short",
+            "rate-limit",
+            "rolling-restart",
+            "seed-users",
+            "smoke"
+        ]
+    );
+}
+
+#[test]
+fn every_shipped_chaos_file_has_a_workload_of_its_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in fs::read_dir(root.join("chaos")).expect("chaos/ exists") {
+        let path = entry.unwrap().path();
+        let workload = root.join("workloads").join(path.file_name().unwrap());
+        let w = load(&workload).unwrap_or_else(|e| panic!("{}: {e}", workload.display()));
+        let chaos = w.chaos.unwrap_or_else(|| panic!("{} names a chaos file", workload.display()));
+        assert_eq!(chaos.path, root.join("workloads/../chaos").join(path.file_name().unwrap()));
+        // Every fault starts within the run, so none is silently left out.
+        let run = w.load.warmup + w.load.duration;
+        let scheduled = chaos.schedule(run);
+        let occurrences: u32 = chaos.faults.iter().map(|f| f.count).sum();
+        assert_eq!(scheduled.len(), occurrences as usize, "{}", workload.display());
+        assert!(scheduled.iter().all(|f| f.heal_at.is_none_or(|h| h < run)), "{}", workload.display());
+    }
 }
 
 #[test]
@@ -248,16 +282,41 @@ fn a_script_is_read_relative_to_the_workload() {
     let dir = scratch("script-ok");
     fs::create_dir(dir.join("lua")).unwrap();
     fs::write(dir.join("lua/one.lua"), "return 1\n").unwrap();
-    fs::write(dir.join("chaos.toml"), "").unwrap();
+    fs::write(dir.join("chaos.toml"), CHAOS).unwrap();
     let text = format!(
         "chaos = \"chaos.toml\"\n{LOAD}[[op]]\nname = \"s\"\nscript = \"lua/one.lua\"\nkeys = [\"k:$id\"]\n"
     );
     fs::write(dir.join("w.toml"), text).unwrap();
     let w = load(&dir.join("w.toml")).unwrap();
-    assert_eq!(w.chaos, Some(dir.join("chaos.toml")));
+    let chaos = w.chaos.expect("the chaos file is loaded");
+    assert_eq!(chaos.path, dir.join("chaos.toml"));
+    assert_eq!(chaos.faults[0].action, Action::Restart);
     let OpBody::Script { source, args, .. } = &w.ops[0].body else { panic!("a script") };
     assert_eq!((source.as_str(), args.len()), ("return 1\n", 0));
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_chaos_file_is_reported_in_that_file() {
+    let dir = scratch("chaos-bad");
+    fs::create_dir(dir.join("chaos")).unwrap();
+    let chaos = dir.join("chaos/c.toml");
+    fs::write(&chaos, CHAOS.replace("restart", "reboot")).unwrap();
+    fs::write(dir.join("w.toml"), format!("chaos = \"chaos/c.toml\"\n{LOAD}{OP}")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err();
+    let at = err.located().expect("an error inside a file");
+    assert_eq!((at.path.as_path(), at.line, at.column), (chaos.as_path(), 3, 10));
+    assert_prefix(
+        &err.to_string(),
+        &format!("{}:3:10: fault[0].action: unknown variant `reboot`", chaos.display()),
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_chaos_file_is_the_workloads_error() {
+    let err = load_err("chaos-missing", &format!("chaos = \"nope.toml\"\n{LOAD}{OP}"));
+    assert_prefix(&err, "w.toml:1:9: chaos: no file at ");
 }
 
 #[test]

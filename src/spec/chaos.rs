@@ -1,0 +1,262 @@
+//! Chaos files: which faults a run injects, where and when. Read in the same two stages as
+//! workload files (`raw` checks the shape, `resolve` the rules between fields) with the same
+//! one-line `path:line:column: field: message` errors, into a [`ChaosPlan`]; the plan expands
+//! into a time-ordered [`ScheduledFault`] list with [`ChaosPlan::schedule`], which the nemesis
+//! follows. Targets are resolved to nodes only at run time (a random primary is chosen then,
+//! with the plan's seed); this module checks their syntax, never the cluster.
+//!
+//! This module reads files; it never talks to Redis or Docker.
+//!
+//! # The format
+//!
+//! The files in `chaos/` are the examples. In short (defaults in parentheses):
+//!
+//! ```toml
+//! seed = 7                      # (0) seeds the random choice of targets
+//!
+//! [[fault]]                     # one or more
+//! at = "10s"                    # required: offset from the start of the run, warm-up included
+//! action = "kill"               # required: see below
+//! target = "random-primary"     # required: see below
+//! duration = "5s"               # required, except for restart (where it is an error)
+//! every = "20s"                 # optional: repeat with this period, longer than `duration`
+//! count = 3                     # (1) occurrences in all; at least 2 with `every`, 1 without
+//! probability = 0.2             # loss only, required: 0 < p <= 1
+//! rate = "1mbit"                # bandwidth only, required: tc units (kbit, mbit, gbit, kbps, ...)
+//! delay = "100ms"               # delay only, required
+//! jitter = "10ms"               # delay only ("0s")
+//! ```
+//!
+//! | action | injects | heals after `duration` |
+//! |---|---|---|
+//! | `kill` | SIGKILL (`docker kill`): no shutdown, no last save | the node is started again |
+//! | `stop` | a graceful stop (SIGTERM, `docker stop`) | the node is started again |
+//! | `restart` | stop and start at once (`docker restart`); has no `duration` | — |
+//! | `pause` | the cgroup freezer (`docker pause`) | unpaused |
+//! | `sigstop` | SIGSTOP to `redis-server` | SIGCONT |
+//! | `isolate` | the target loses every peer and every client | rules removed |
+//! | `partition` | the target is cut off from every other node; clients still reach all nodes | rules removed |
+//! | `loss` | drops `probability` of the target's packets | rules removed |
+//! | `bandwidth` | caps the target's egress at `rate` (tc tbf) | qdisc removed |
+//! | `delay` | delays the target's packets by `delay` ± `jitter` (tc netem, which some kernels lack: the run says so) | qdisc removed |
+//!
+//! A `target` is a node name (`"redis-3"`), one of `"random-primary"`, `"random-replica"`,
+//! `"minority-of-primaries"`, `"all-primaries"`, or a table naming a slot by a key:
+//! `{ primary-of = "{user:42}" }`, `{ replica-of = "{user:42}" }`.
+
+mod raw;
+mod resolve;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::SpecError;
+use crate::cluster::slot::Slot;
+
+/// A chaos file, resolved: the faults as written, checked, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosPlan {
+    /// The file it was read from, as given (for a workload's `chaos`, joined to the workload
+    /// file's folder).
+    pub path: PathBuf,
+    /// Seeds every random choice of a target, so runs repeat.
+    pub seed: u64,
+    /// The `[[fault]]` tables, in file order; never empty.
+    pub faults: Vec<FaultSpec>,
+}
+
+/// One `[[fault]]` table: an action on a target, once or repeated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpec {
+    /// When the first occurrence starts, from the start of the run (warm-up included).
+    pub at: Duration,
+    /// What is done.
+    pub action: Action,
+    /// To which node or nodes.
+    pub target: TargetSpec,
+    /// How long each occurrence lasts before it is healed; `None` only for
+    /// [`Action::Restart`], and more than zero otherwise.
+    pub duration: Option<Duration>,
+    /// The period of repeats; when set, longer than `duration` (so repeats never overlap)
+    /// and more than zero, and `count` is at least 2.
+    pub every: Option<Duration>,
+    /// Occurrences in all: 1 without `every`, at least 2 with it.
+    pub count: u32,
+}
+
+/// What a fault does to its target. See the table in the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action {
+    /// SIGKILL; the node is started again at the heal.
+    Kill,
+    /// A graceful stop; the node is started again at the heal.
+    Stop,
+    /// A stop and a start at once; nothing to heal.
+    Restart,
+    /// Frozen by the cgroup freezer; unfrozen at the heal.
+    Pause,
+    /// `redis-server` gets SIGSTOP; SIGCONT at the heal.
+    Sigstop,
+    /// No traffic to or from the target, peers and clients alike.
+    Isolate,
+    /// No traffic between the target and the other nodes; clients reach every node.
+    Partition,
+    /// Random loss of the target's packets.
+    Loss {
+        /// The share of packets dropped: `0 < probability <= 1`.
+        probability: f64,
+    },
+    /// The target's egress capped.
+    Bandwidth {
+        /// The cap in bits per second; at least 1.
+        bits_per_s: u64,
+    },
+    /// The target's packets delayed.
+    Delay {
+        /// The added delay; more than zero.
+        delay: Duration,
+        /// Its random variation, `delay ± jitter` (zero when not given).
+        jitter: Duration,
+    },
+}
+
+impl Action {
+    /// The action's name as the file writes it (`"kill"`, `"loss"`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Kill => "kill",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Pause => "pause",
+            Action::Sigstop => "sigstop",
+            Action::Isolate => "isolate",
+            Action::Partition => "partition",
+            Action::Loss { .. } => "loss",
+            Action::Bandwidth { .. } => "bandwidth",
+            Action::Delay { .. } => "delay",
+        }
+    }
+
+    /// Whether the fault lasts and is healed (every action but `restart`).
+    pub fn has_duration(&self) -> bool {
+        !matches!(self, Action::Restart)
+    }
+}
+
+/// Which node or nodes a fault hits. Only the syntax is checked at load time: names are
+/// matched against the cluster, and random choices made, when the run starts the fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// One node by name: `redis-<n>`, `n >= 1` without leading zeros.
+    Node(String),
+    /// One primary, chosen at random.
+    RandomPrimary,
+    /// One replica, chosen at random.
+    RandomReplica,
+    /// Fewer than half of the primaries (1 of 3, 2 of 5), chosen at random: the side of a
+    /// partition that must lose its slots.
+    MinorityOfPrimaries,
+    /// Every primary.
+    AllPrimaries,
+    /// The primary serving `slot` when the fault starts.
+    PrimaryOf {
+        /// The key as written (a hash tag such as `{user:42}` names its slot as well).
+        key: String,
+        /// The key's hash slot.
+        slot: Slot,
+    },
+    /// A replica of the primary serving `slot` when the fault starts.
+    ReplicaOf {
+        /// The key as written.
+        key: String,
+        /// The key's hash slot.
+        slot: Slot,
+    },
+}
+
+impl std::fmt::Display for TargetSpec {
+    /// As the file writes it: `redis-3`, `random-primary`, `primary-of {user:42}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetSpec::Node(name) => f.write_str(name),
+            TargetSpec::RandomPrimary => f.write_str("random-primary"),
+            TargetSpec::RandomReplica => f.write_str("random-replica"),
+            TargetSpec::MinorityOfPrimaries => f.write_str("minority-of-primaries"),
+            TargetSpec::AllPrimaries => f.write_str("all-primaries"),
+            TargetSpec::PrimaryOf { key, .. } => write!(f, "primary-of {key}"),
+            TargetSpec::ReplicaOf { key, .. } => write!(f, "replica-of {key}"),
+        }
+    }
+}
+
+/// One occurrence of a fault, placed on the run's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledFault {
+    /// The fault's number in the file: `fault[index]`, from 0.
+    pub index: usize,
+    /// Which occurrence of that fault, from 0.
+    pub repeat: u32,
+    /// When it starts, from the start of the run; before the run's end.
+    pub at: Duration,
+    /// When it is healed, from the start of the run: `at + duration`, but no later than the
+    /// run's end. `None` for `restart`, which has nothing to heal.
+    pub heal_at: Option<Duration>,
+    /// What is done.
+    pub action: Action,
+    /// To which node or nodes.
+    pub target: TargetSpec,
+}
+
+impl ChaosPlan {
+    /// Every occurrence of every fault that starts before `run_length` (for a workload,
+    /// `load.warmup + load.duration`: fault times count from the start of the run), sorted
+    /// by start time; ties keep file order. Heals past the end are moved to the end, so
+    /// every fault is healed by the time the run stops.
+    pub fn schedule(&self, run_length: Duration) -> Vec<ScheduledFault> {
+        let mut out = Vec::new();
+        for (index, fault) in self.faults.iter().enumerate() {
+            let every = fault.every.unwrap_or(Duration::ZERO);
+            for repeat in 0..fault.count {
+                // Saturating: an absurd `at` or `every` lands past the end and is dropped.
+                let at = fault.at.saturating_add(every.saturating_mul(repeat));
+                if at >= run_length {
+                    break;
+                }
+                let heal_at = fault.duration.map(|d| at.saturating_add(d).min(run_length));
+                out.push(ScheduledFault {
+                    index,
+                    repeat,
+                    at,
+                    heal_at,
+                    action: fault.action,
+                    target: fault.target.clone(),
+                });
+            }
+        }
+        // A stable sort keeps file order (and repeat order) among faults that start together.
+        out.sort_by_key(|f| f.at);
+        out
+    }
+}
+
+/// Read and resolve the chaos file at `path`.
+///
+/// # Errors
+/// [`SpecError::Read`] when the file cannot be read; [`SpecError::Invalid`], which prints
+/// as `path:line:column: field: message`, for anything wrong inside it.
+pub fn load_chaos(path: &Path) -> Result<ChaosPlan, SpecError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    parse_chaos(path, &text)
+}
+
+/// Resolve a chaos plan from `text`, as if read from `path` (used in messages).
+///
+/// # Errors
+/// As [`load_chaos`], less the read error.
+pub fn parse_chaos(path: &Path, text: &str) -> Result<ChaosPlan, SpecError> {
+    resolve::plan(path, text)
+}
+
+#[cfg(test)]
+mod tests;
