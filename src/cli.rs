@@ -200,7 +200,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             Some(RunError::Up(UpError::Backend(b)) | RunError::Backend(b)) => {
                 return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
             }
-            Some(RunError::Seeds(_)) => return exit::BAD_INPUT,
+            Some(RunError::Seeds(_) | RunError::Unsupported(_)) => return exit::BAD_INPUT,
             Some(RunError::Interrupted(_)) => return exit::INTERRUPTED,
             _ => {}
         }
@@ -242,6 +242,7 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     let report = crate::run::run(&workload, &opts).await?;
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
+    print!("{}", crate::report::fault_lines(&report.faults));
     println!("results: {}", report.dir.display());
     if let Some(signal) = report.interrupted {
         return Err(Exit {

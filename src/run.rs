@@ -3,6 +3,7 @@
 //! Every exit path (normal end, error, Ctrl-C/SIGTERM, panic) writes what was measured and
 //! removes what the run started.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +13,10 @@ use std::time::Duration;
 use bollard::Docker;
 use serde_json::json;
 
+use crate::backend::docker::DockerCluster;
 use crate::backend::docker::{self as docker_backend, RunId};
 use crate::backend::{self, BackendError};
+use crate::check::{self, failover::FailoverConfig, failover::FaultReport};
 use crate::cluster::{self, ClusterError};
 use crate::driver::keys::KeySpace;
 use crate::driver::render::Renderer;
@@ -21,9 +24,14 @@ use crate::driver::router::Router;
 use crate::driver::{self, DriverPlan, RunClock, Stop};
 use crate::embedded::{self, UpError};
 use crate::history::{Aggregator, History};
+use crate::nemesis::{self, inject};
+use crate::observe::{self, EventLog, ObserverConfig, Samples, logs};
 use crate::report::{self, RunMeta, Shard};
 use crate::shutdown;
-use crate::spec::{ClusterTarget, Workload};
+use crate::spec::{Action, ClusterTarget, Workload};
+
+/// How often the observer polls every node.
+pub const OBSERVER_POLL: Duration = Duration::from_millis(50);
 
 /// Options of `slotstorm run` beyond the workload file.
 #[derive(Debug, Clone)]
@@ -57,6 +65,9 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The workload asks for something this machine or target cannot do.
+    #[error("{0}")]
+    Unsupported(String),
     /// Interrupted before the load started; nothing was measured.
     #[error("interrupted by {0} before the load started; nothing left behind")]
     Interrupted(&'static str),
@@ -70,6 +81,19 @@ pub struct RunReport {
     pub history: History,
     /// The signal that cut the run short, if one did.
     pub interrupted: Option<&'static str>,
+    /// Each fault, measured.
+    pub faults: Vec<FaultReport>,
+}
+
+/// The cluster a run drives, once it is there.
+struct Target {
+    seeds: Vec<SocketAddr>,
+    names: HashMap<SocketAddr, String>,
+    desc: serde_json::Value,
+    password: Option<String>,
+    /// The containers, for an embedded cluster: what the nemesis breaks and the observer's
+    /// log reader follows.
+    embedded: Option<(Docker, DockerCluster)>,
 }
 
 /// Removes an embedded cluster when dropped without [`Teardown::disarm`]: the path a panic
@@ -128,10 +152,10 @@ async fn run_inner(
     stop: Arc<Stop>,
     signal: Arc<Mutex<Option<&'static str>>>,
 ) -> Result<RunReport, RunError> {
+    preflight(workload)?;
     let clock_wall = std::time::SystemTime::now();
     let mut teardown = Teardown { run: None };
-    let mut docker: Option<Docker> = None;
-    let (seeds, names, cluster_desc) = match &workload.cluster {
+    let target = match &workload.cluster {
         ClusterTarget::Embedded(spec) => {
             let d = docker_backend::connect().await?;
             let run = run_id(&workload.name, clock_wall);
@@ -163,20 +187,24 @@ async fn run_inner(
                 "image": up.image.tag,
                 "nodes": up.cluster.nodes.iter().map(|n| json!({"node": n.node, "addr": n.addr.to_string()})).collect::<Vec<_>>(),
             });
-            docker = Some(d);
-            (up.cluster.addrs(), up.cluster.names(), desc)
+            Target {
+                seeds: up.cluster.addrs(),
+                names: up.cluster.names(),
+                desc,
+                password: None,
+                embedded: Some((d, up.cluster)),
+            }
         }
-        ClusterTarget::External { seeds, .. } => {
-            let addrs = backend::resolve_seeds(seeds).map_err(RunError::Seeds)?;
-            (addrs, Default::default(), json!({"kind": "external", "seeds": seeds}))
-        }
+        ClusterTarget::External { seeds, password } => Target {
+            seeds: backend::resolve_seeds(seeds).map_err(RunError::Seeds)?,
+            names: HashMap::new(),
+            desc: json!({"kind": "external", "seeds": seeds}),
+            password: password.clone(),
+            embedded: None,
+        },
     };
-    let password = match &workload.cluster {
-        ClusterTarget::External { password, .. } => password.clone(),
-        ClusterTarget::Embedded(_) => None,
-    };
-    let outcome =
-        drive_and_record(workload, opts, &seeds, &names, cluster_desc, password, stop, &signal).await;
+    let docker = target.embedded.as_ref().map(|(d, _)| d.clone());
+    let outcome = drive_and_record(workload, opts, target, stop, &signal).await;
     if let (Some(d), Some(run)) = (&docker, teardown.disarm()) {
         if opts.keep {
             eprintln!("keeping cluster {run} (slotstorm cluster down --name {run} removes it)");
@@ -189,17 +217,35 @@ async fn run_inner(
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Refuse, before anything starts, what cannot be done here.
+fn preflight(workload: &Workload) -> Result<(), RunError> {
+    let Some(chaos) = &workload.chaos else { return Ok(()) };
+    if matches!(workload.cluster, ClusterTarget::External { .. }) {
+        return Err(RunError::Unsupported(format!(
+            "{}: chaos ({}) needs an embedded cluster: slotstorm injects faults into the containers it made; remove `chaos` or the external [cluster]",
+            workload.path.display(),
+            chaos.path.display()
+        )));
+    }
+    if chaos.faults.iter().any(|f| matches!(f.action, Action::Delay { .. })) && !inject::netem_available() {
+        return Err(RunError::Unsupported(format!(
+            "{}: `delay` needs the kernel's netem qdisc (sch_netem), which this kernel does not have; use `bandwidth` or `loss`, or run on a kernel with netem",
+            chaos.path.display()
+        )));
+    }
+    Ok(())
+}
+
 async fn drive_and_record(
     workload: &Workload,
     opts: &RunOptions,
-    seeds: &[SocketAddr],
-    names: &std::collections::HashMap<SocketAddr, String>,
-    cluster_desc: serde_json::Value,
-    password: Option<String>,
+    target: Target,
     stop: Arc<Stop>,
     signal: &Arc<Mutex<Option<&'static str>>>,
 ) -> Result<RunReport, RunError> {
+    let Target { seeds, names, desc: cluster_desc, password, embedded } = target;
+    let seeds = &seeds[..];
+    let names = &names;
     let survey = cluster::survey(seeds).await?;
     let shards = survey
         .seed_view
@@ -225,9 +271,67 @@ async fn drive_and_record(
         plan.warmup.as_secs_f64(),
         dir.display()
     );
+    let events: EventLog = Arc::default();
+    let samples: Samples = Arc::default();
+    let observers_stop = Arc::new(Stop::default());
+    let mut background = Vec::new();
+    let mut nemesis = None;
+    if let Some((docker, cluster)) = &embedded {
+        let ids: HashMap<String, String> = survey
+            .seed_view
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id.0.clone(), names.get(&n.addr.parse().ok()?)?.clone())))
+            .collect();
+        let config = ObserverConfig {
+            nodes: cluster.nodes.iter().map(|n| (n.node.clone(), n.addr)).collect(),
+            poll: OBSERVER_POLL,
+            sample: workload.load.interval,
+        };
+        let observer =
+            observe::observe(config, clock, events.clone(), samples.clone(), observers_stop.clone());
+        background.push(tokio::spawn(observer));
+        for n in &cluster.nodes {
+            let follow = logs::follow(
+                docker.clone(),
+                n.node.clone(),
+                n.container.clone(),
+                ids.clone(),
+                clock,
+                events.clone(),
+            );
+            background.push(tokio::spawn(follow));
+        }
+        if let Some(chaos) = &workload.chaos {
+            let schedule = chaos.schedule(plan.duration);
+            let run = nemesis::run(
+                docker.clone(),
+                cluster.clone(),
+                schedule,
+                chaos.seed,
+                clock,
+                events.clone(),
+                stop.clone(),
+            );
+            nemesis = Some(tokio::spawn(run));
+        }
+    }
     let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock));
-    let history = driver::drive(plan.clone(), router, clock, stop, live).await;
+    let mut history = driver::drive(plan.clone(), router, clock, stop.clone(), live).await;
     progress.abort();
+    // The nemesis heals by the end of the run on its own (or at once after a stop); wait
+    // for it, so no fault outlives the run.
+    if let Some(n) = nemesis {
+        let _ = n.await;
+    }
+    observers_stop.stop();
+    for task in background {
+        task.abort();
+    }
+    history.events = std::mem::take(&mut *events.lock().expect("event log lock"));
+    history.events.sort_by_key(|e| e.at_us);
+    let faults = check::failover::fault_reports(&history, &FailoverConfig::default());
+    let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     let interrupted = *signal.lock().expect("signal lock");
     let meta = RunMeta {
         workload: workload.name.clone(),
@@ -238,9 +342,9 @@ async fn drive_and_record(
         shards,
         interrupted: interrupted.map(|s| format!("interrupted by {s}")),
     };
-    report::write_results(&dir, &history, &meta)
+    report::write_results(&dir, &history, &meta, &faults, &samples)
         .map_err(|source| RunError::Results { dir: dir.clone(), source })?;
-    Ok(RunReport { dir, history, interrupted })
+    Ok(RunReport { dir, history, interrupted, faults })
 }
 
 async fn wait_stop(stop: &Stop) {

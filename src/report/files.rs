@@ -10,7 +10,9 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde_json::{Value, json};
 
+use crate::check::failover::FaultReport;
 use crate::history::{ErrorClass, History, OpStats};
+use crate::observe::NodeSample;
 
 /// A shard: a primary's slots at the start of the run, named after that primary.
 #[derive(Debug, Clone)]
@@ -44,8 +46,17 @@ pub struct RunMeta {
 ///
 /// # Errors
 /// The first I/O error.
-pub fn write_results(dir: &Path, history: &History, meta: &RunMeta) -> io::Result<()> {
-    write_json(&dir.join("run.json"), &run_json(history, meta))?;
+pub fn write_results(
+    dir: &Path,
+    history: &History,
+    meta: &RunMeta,
+    faults: &[FaultReport],
+    samples: &[NodeSample],
+) -> io::Result<()> {
+    let mut run = run_json(history, meta);
+    run["faults"] = serde_json::to_value(faults)?;
+    write_json(&dir.join("run.json"), &run)?;
+    write_nodes(&dir.join("nodes.csv"), samples)?;
     write_hlog(&dir.join("latency.hlog"), history)?;
     write_timeline(&dir.join("timeline.csv"), history)?;
     write_events(&dir.join("events.jsonl"), history, meta)?;
@@ -193,6 +204,26 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
             let (p50, p99) = (s.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.99));
             writeln!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
         }
+    }
+    f.flush()
+}
+
+/// One row per node and sample: the observer's `INFO` readings.
+fn write_nodes(path: &Path, samples: &[NodeSample]) -> io::Result<()> {
+    let mut f = BufWriter::new(File::create(path)?);
+    writeln!(f, "t_s,node,role,ops_per_sec,used_memory,connected_clients,repl_lag_bytes")?;
+    for s in samples {
+        let lag = s.repl_lag_bytes.map(|l| l.to_string()).unwrap_or_default();
+        writeln!(
+            f,
+            "{:.3},{},{},{},{},{},{lag}",
+            s.at_us as f64 / 1e6,
+            s.node,
+            s.role,
+            s.ops_per_sec,
+            s.used_memory,
+            s.connected_clients
+        )?;
     }
     f.flush()
 }

@@ -7,7 +7,7 @@ mod files;
 mod summary;
 
 pub use files::{RunMeta, Shard, write_results};
-pub use summary::summary_table;
+pub use summary::{fault_lines, summary_table};
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::check::failover::{FaultReport, Impact};
 use crate::history::{ErrorClass, History, OpStats};
 
 /// Per op: count, ok, errors, rate and latency percentiles (warm-up excluded), then the
@@ -59,4 +60,66 @@ fn row(out: &mut String, name: &str, s: &OpStats, measured_s: f64) {
         ms(0.999),
         s.latency.max() as f64 / 1000.0
     );
+}
+
+/// One line per fault, e.g. `kill redis-1 at 20.0s: detected +1.12s, elected +2.03s,
+/// converged +2.11s, client recovered +2.35s; error window 2.31s (4180 errors: 3012
+/// refused, 1168 clusterdown)`, then what the other slots saw.
+pub fn fault_lines(faults: &[FaultReport]) -> String {
+    let mut out = String::new();
+    for f in faults {
+        let rel = |at: Option<u64>| at.map(|a| format!("+{:.2}s", a.saturating_sub(f.t0_us) as f64 / 1e6));
+        let mut phases = Vec::new();
+        if f.victims.is_empty() {
+            phases.push("no primary among the targets".to_string());
+        } else {
+            phases.push(format!("detected {}", rel(f.detected_us).unwrap_or_else(|| "never".into())));
+            match rel(f.elected_us) {
+                Some(e) => {
+                    phases.push(format!("elected {e} ({})", f.elected_node.as_deref().unwrap_or("?")));
+                    phases.push(format!(
+                        "converged {}",
+                        rel(f.converged_us).unwrap_or_else(|| "not by the next fault".into())
+                    ));
+                }
+                None => phases.push("no failover (no replica promoted)".to_string()),
+            }
+        }
+        phases.push(match rel(f.client_recovered_us) {
+            Some(r) => format!("client recovered {r}"),
+            None => "clients saw no disruption".to_string(),
+        });
+        let _ = writeln!(
+            out,
+            "{} {} at {:.1}s: {}; {}",
+            f.action,
+            f.targets.join(","),
+            f.t0_us as f64 / 1e6,
+            phases.join(", "),
+            impact("victim slots", &f.victim_slots)
+        );
+        let _ = writeln!(out, "    other slots: {}", impact("", &f.other_slots).trim_start());
+    }
+    out
+}
+
+fn impact(label: &str, i: &Impact) -> String {
+    let errors = if i.error_windows.is_empty() {
+        "no errors".to_string()
+    } else {
+        let mut all =
+            crate::check::windows::Window { start_us: 0, end_us: 0, ops: 0, errors: [0; ErrorClass::COUNT] };
+        for w in &i.error_windows {
+            for (a, b) in all.errors.iter_mut().zip(w.errors) {
+                *a += b;
+            }
+        }
+        format!("error window {:.2}s ({})", i.error_span_us() as f64 / 1e6, all.describe_errors())
+    };
+    let disruption = if i.disruption_windows.is_empty() {
+        String::new()
+    } else {
+        format!(", disruption {:.2}s", i.disruption_span_us() as f64 / 1e6)
+    };
+    format!("{label} {errors}{disruption}")
 }
