@@ -125,3 +125,62 @@ async fn a_failed_bootstrap_removes_everything_it_started() {
     assert!(msg.contains("exited at start") && msg.contains("no-such-directive"), "{msg}");
     assert_eq!(leftovers(&run).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_image_carries_working_iptables_and_tc() {
+    use slotstorm::nemesis::inject;
+    let spec = EmbeddedSpec { layout: Layout { masters: 1, replicas: 0 }, ..Default::default() };
+    let tc = TestCluster::start("netfault", &spec).await;
+    let docker = docker::connect().await.unwrap();
+    let c = tc.cluster().nodes[0].container.clone();
+    // Matches and targets iptables loads at run time (libxt_standard for DROP, REJECT,
+    // statistic), and tc's token bucket.
+    for argv in [
+        &["iptables", "-w", "-A", "INPUT", "-s", "10.255.255.1", "-j", "DROP"][..],
+        &[
+            "iptables",
+            "-w",
+            "-A",
+            "INPUT",
+            "-s",
+            "10.255.255.2",
+            "-p",
+            "tcp",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ],
+        &[
+            "iptables",
+            "-w",
+            "-A",
+            "INPUT",
+            "-s",
+            "10.255.255.3",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.5",
+            "-j",
+            "DROP",
+        ],
+        &[
+            "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "32kbit",
+            "latency", "400ms",
+        ],
+    ] {
+        inject::exec(&docker, &c, argv).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let rules = inject::exec(&docker, &c, &["iptables", "-w", "-S", "INPUT"]).await.unwrap();
+    assert_eq!(rules.lines().filter(|l| l.starts_with("-A INPUT")).count(), 3, "{rules}");
+    inject::heal_node(&docker, &c).await.unwrap();
+    let rules = inject::exec(&docker, &c, &["iptables", "-w", "-S", "INPUT"]).await.unwrap();
+    assert_eq!(rules.lines().filter(|l| l.starts_with("-A INPUT")).count(), 0, "healed: {rules}");
+    let qdisc = inject::exec(&docker, &c, &["tc", "qdisc", "show", "dev", "eth0"]).await.unwrap();
+    assert!(!qdisc.contains("tbf"), "healed: {qdisc}");
+    // netem is missing on this kernel; where it is present `delay` works instead.
+    eprintln!("netem available: {}", inject::netem_available());
+}

@@ -26,6 +26,10 @@ const TOOLS: [(&str, &str); 4] = [
 const SEARCH_DIRS: [&str; 6] =
     ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
+/// The version of the image's recipe, stored as a label: an image built by an older
+/// slotstorm (say, without the iptables modules where iptables looks) is rebuilt.
+const RECIPE: &str = "2";
+
 /// Where the image keeps Redis's data and `nodes.conf`.
 pub const DATA_DIR: &str = "/data";
 
@@ -72,7 +76,16 @@ pub fn host_redis_version() -> Result<String, BackendError> {
 /// Missing host programs, a failed `ldd`, or the engine refusing the build.
 pub async fn ensure(docker: &Docker, force: bool) -> Result<BuiltImage, BackendError> {
     let tag = default_tag()?;
-    if !force && let Ok(found) = docker.inspect_image(&tag).await {
+    if !force
+        && let Ok(found) = docker.inspect_image(&tag).await
+        && found
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get("slotstorm.recipe"))
+            .map(String::as_str)
+            == Some(RECIPE)
+    {
         return Ok(BuiltImage {
             tag,
             size: found.size.unwrap_or(0),
@@ -121,7 +134,7 @@ fn build_context(tag: &str) -> Result<Vec<u8>, BackendError> {
     let files = image_files()?;
     let mut tar = tar::Builder::new(Vec::new());
     let dockerfile = format!(
-        "FROM scratch\nCOPY rootfs/ /\nWORKDIR {DATA_DIR}\nLABEL slotstorm.image=\"{tag}\"\nENTRYPOINT [\"/usr/bin/redis-server\"]\n"
+        "FROM scratch\nCOPY rootfs/ /\nWORKDIR {DATA_DIR}\nLABEL slotstorm.image=\"{tag}\" slotstorm.recipe=\"{RECIPE}\"\nENTRYPOINT [\"/usr/bin/redis-server\"]\n"
     );
     append_bytes(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
     for dir in [DATA_DIR, "/tmp", "/run"] {
@@ -188,6 +201,9 @@ fn image_files() -> Result<Files, BackendError> {
             binary: "iptables extension modules (xtables)",
             package: "iptables",
         })?;
+    // iptables looks for them under its compiled-in path (/usr/lib/…), while ldd names
+    // libraries under /lib (a symlink on merged-/usr Debian): store them where it looks.
+    let dir = std::fs::canonicalize(&dir).map_err(io_err(&format!("resolving {}", dir.display())))?;
     let modules = modules_in(&dir)?;
     for module in &modules {
         let real =

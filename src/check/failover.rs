@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::windows::{Badness, Window, windows};
-use crate::history::{EventKind, History, OpEvent};
+use crate::history::{EventKind, History, OpEvent, Outcome};
 
 /// Settings of the failover checks.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +93,9 @@ pub struct FaultReport {
     pub client_recovered_us: Option<u64>,
     /// The slowness that counted as disruption, µs.
     pub disruption_threshold_us: u64,
+    /// Ops on the victims' slots acknowledged between `t0` and the election (or the next
+    /// fault): writes a cut-off primary accepts there are the ones a split brain loses.
+    pub acked_on_victim_slots_before_election: u64,
     /// What the client saw on the victims' slots.
     pub victim_slots: Impact,
     /// What it saw on every other slot (with `cluster-require-full-coverage yes`, every
@@ -194,6 +197,14 @@ fn one_fault(
     let victim_slots = impact(&in_victim_slots);
     let other_slots = impact(&|o: &OpEvent| !in_victim_slots(o));
     let client_recovered_us = victim_slots.disruption_windows.last().map(|w| w.end_us);
+    let until = elected.as_ref().map_or(horizon, |(at, _)| *at);
+    let acked = history
+        .ops
+        .iter()
+        .filter(|o| o.start_us >= t0 && o.start_us + o.latency_us < until)
+        .filter(|o| o.outcome == Outcome::Ok && in_victim_slots(o))
+        .count() as u64;
+    let acked = if victims.is_empty() { 0 } else { acked };
     FaultReport {
         fault: *fault,
         repeat: *repeat,
@@ -210,6 +221,7 @@ fn one_fault(
         converged_us,
         client_recovered_us,
         disruption_threshold_us: threshold,
+        acked_on_victim_slots_before_election: acked,
         victim_slots,
         other_slots,
     }
@@ -286,7 +298,7 @@ fn disruption_threshold(history: &History, config: &FailoverConfig, t0: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{ErrorClass, Event, OpKind, Outcome};
+    use crate::history::{ErrorClass, Event, OpKind};
     use std::time::{Duration, SystemTime};
 
     fn ev(at_ms: u64, kind: EventKind) -> Event {
@@ -420,6 +432,7 @@ mod tests {
         assert_eq!(r.other_slots.errors(), 2, "full coverage: the other shard failed too");
         assert_eq!(r.other_slots.error_windows.len(), 1);
         assert_eq!(r.failover_duration_us(), Some(1_301_000));
+        assert_eq!(r.acked_on_victim_slots_before_election, 0);
     }
 
     #[test]

@@ -1,0 +1,177 @@
+//! Faults on real clusters under load: a killed primary fails over with every phase
+//! measured and ordered; full coverage takes the other shards down with it and its absence
+//! does not; a short pause causes no failover and a long one does; a partitioned primary
+//! keeps acknowledging writes while its replica is promoted; the poller agrees with the
+//! nodes' own logs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TempDir, leftovers};
+use slotstorm::backend::docker::RunId;
+use slotstorm::check::failover::FaultReport;
+use slotstorm::history::EventKind;
+use slotstorm::run::{OBSERVER_POLL, RunOptions, RunReport};
+use slotstorm::spec;
+
+/// Run a workload of SETs on `{user:$id}` keys at 1000 ops/s with `cluster` settings and
+/// one `fault`, on its own embedded cluster, and check nothing is left afterwards.
+async fn run_with_fault(tag: &str, cluster: &str, seconds: u32, fault: &str) -> RunReport {
+    let dir = TempDir::new(tag);
+    dir.write("chaos.toml", fault);
+    let workload = format!(
+        r#"name = "{tag}"
+chaos = "chaos.toml"
+
+[cluster]
+{cluster}
+
+[load]
+duration = "{seconds}s"
+warmup = "1s"
+mode = "open"
+rate = 1000
+concurrency = 64
+
+[client]
+timeout = "500ms"
+
+[keys]
+count = 10000
+
+[[op]]
+name = "set"
+command = ["SET", "{{user:$id}}:k", "$value"]
+"#
+    );
+    let path = dir.write("w.toml", &workload);
+    let w = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = RunOptions { keep: false, results_root: dir.0.join("results") };
+    let report = slotstorm::run::run(&w, &opts).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
+    print!("{}", slotstorm::report::fault_lines(&report.faults));
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.dir.join("run.json")).unwrap()).unwrap();
+    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
+    assert_eq!(leftovers(&run_id).await, Vec::<String>::new(), "{tag} left containers behind");
+    assert!(report.history.events.iter().any(|e| matches!(e.kind, EventKind::FaultHealed { .. })), "healed");
+    report
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn only_fault(report: &RunReport) -> &FaultReport {
+    assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+    &report.faults[0]
+}
+
+const KILL: &str = r#"
+[[fault]]
+at = "4s"
+action = "kill"
+target = { primary-of = "{user:42}" }
+duration = "6s"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_primary_fails_over_and_full_coverage_takes_every_slot_down_until_the_election() {
+    let report =
+        run_with_fault("kill-full", "node_timeout = \"1s\"\nrequire_full_coverage = true", 12, KILL).await;
+    let f = only_fault(&report);
+    assert_eq!(f.victims.len(), 1);
+    let (t0, detected, elected, converged) = (
+        f.t0_us,
+        f.detected_us.unwrap(),
+        f.elected_us.expect("a replica was promoted"),
+        f.converged_us.unwrap(),
+    );
+    assert!(t0 <= detected && detected <= elected && elected <= converged, "{f:?}");
+    let detection = secs(detected - t0);
+    assert!((1.0..=4.0).contains(&detection), "detected {detection:.2}s after t0 with node timeout 1 s");
+    assert!(f.client_recovered_us.unwrap() > t0);
+    assert_ne!(f.elected_node.as_deref(), Some(f.victims[0].as_str()));
+    assert!(f.victim_slots.errors() > 0 && f.victim_slots.error_span_us() > 0);
+    // Every other shard answered CLUSTERDOWN between the failure report and the election.
+    let other_down: u64 = f.other_slots.error_windows.iter().map(|w| w.errors[3]).sum();
+    assert!(other_down > 0, "other slots: {:?}", f.other_slots.error_windows);
+
+    // The poller agrees with the nodes' own logs to within two poll intervals.
+    let two_polls = 2 * OBSERVER_POLL.as_micros() as u64;
+    let detected_log = f.detected_log_us.expect("a node logged marking the victim failing");
+    let elected_log = f.elected_log_us.expect("the new primary logged its election");
+    assert!(detected.abs_diff(detected_log) <= two_polls, "detected: poll {detected}, log {detected_log}");
+    assert!(elected.abs_diff(elected_log) <= two_polls, "elected: poll {elected}, log {elected_log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_full_coverage_the_other_shards_see_nothing() {
+    let report =
+        run_with_fault("kill-partial", "node_timeout = \"1s\"\nrequire_full_coverage = false", 12, KILL)
+            .await;
+    let f = only_fault(&report);
+    assert!(f.failed_over());
+    assert!(f.victim_slots.errors() > 0);
+    assert_eq!(f.other_slots.errors(), 0, "other slots: {:?}", f.other_slots.error_windows);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_shorter_than_the_node_timeout_causes_no_failover() {
+    let fault = r#"
+[[fault]]
+at = "3s"
+action = "pause"
+target = { primary-of = "{user:42}" }
+duration = "800ms"
+"#;
+    let report = run_with_fault("pause-short", "node_timeout = \"3s\"", 7, fault).await;
+    let f = only_fault(&report);
+    assert!(!f.failed_over(), "{f:?}");
+    assert_eq!(f.detected_us, None);
+    assert!(slotstorm::report::fault_lines(&report.faults).contains("no failover"));
+    // The client saw a stall on the victim's slots, not necessarily errors.
+    assert!(f.client_recovered_us.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_longer_than_the_node_timeout_fails_over() {
+    let fault = r#"
+[[fault]]
+at = "3s"
+action = "pause"
+target = { primary-of = "{user:42}" }
+duration = "5s"
+"#;
+    let report = run_with_fault("pause-long", "node_timeout = \"1s\"", 10, fault).await;
+    let f = only_fault(&report);
+    assert!(f.failed_over(), "{f:?}");
+    assert!(f.detected_us.unwrap() < f.elected_us.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partitioned_primary_keeps_acknowledging_writes_while_its_replica_is_promoted() {
+    let fault = r#"
+[[fault]]
+at = "3s"
+action = "partition"
+target = { primary-of = "{user:42}" }
+duration = "6s"
+"#;
+    let report = run_with_fault("partition", "node_timeout = \"2s\"", 11, fault).await;
+    let f = only_fault(&report);
+    assert!(f.failed_over(), "the majority side promoted the replica: {f:?}");
+    assert_ne!(f.elected_node.as_deref(), Some(f.victims[0].as_str()));
+    assert!(
+        f.acked_on_victim_slots_before_election > 100,
+        "the cut-off primary kept acknowledging writes: {}",
+        f.acked_on_victim_slots_before_election
+    );
+    // The old primary noticed it was cut off: it reported cluster_state fail itself.
+    let victim_failed = report.history.events.iter().any(|e| {
+        e.at_us > f.t0_us
+            && matches!(&e.kind, EventKind::State { node, state } if node == &f.victims[0] && state == "fail")
+    });
+    assert!(victim_failed, "the victim never reported cluster_state:fail");
+    let _ = Duration::ZERO;
+}
