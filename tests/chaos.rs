@@ -175,3 +175,55 @@ duration = "6s"
     assert!(victim_failed, "the victim never reported cluster_state:fail");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn ctrl_c_during_a_fault_heals_it_writes_results_and_leaves_nothing() {
+    let dir = TempDir::new("sigint-fault");
+    dir.write(
+        "chaos.toml",
+        "[[fault]]\nat = \"2s\"\naction = \"pause\"\ntarget = \"random-primary\"\nduration = \"30s\"\n",
+    );
+    let path = dir.write(
+        "w.toml",
+        "name = \"sigint-fault\"\nchaos = \"chaos.toml\"\n[load]\nduration = \"40s\"\nmode = \"open\"\nrate = 500\nconcurrency = 32\n[client]\ntimeout = \"300ms\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n",
+    );
+    let results = dir.0.join("results");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+        .arg("run")
+        .arg(&path)
+        .arg("--results")
+        .arg(&results)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !(results.exists() && std::fs::read_dir(&results).unwrap().next().is_some()) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The pause starts 2 s into the run; interrupt in the middle of it.
+    std::thread::sleep(Duration::from_millis(4000));
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
+    let events = std::fs::read_to_string(folder.join("events.jsonl")).unwrap();
+    let injected = events.lines().filter(|l| l.contains("\"fault_injected\"")).count();
+    let healed = events.lines().filter(|l| l.contains("\"fault_healed\"")).count();
+    assert_eq!((injected, healed), (1, 1), "{events}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["interrupted"], "interrupted by SIGINT");
+    assert_eq!(run["faults"].as_array().unwrap().len(), 1);
+    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}
