@@ -78,7 +78,7 @@ duration = "6s"
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_primary_fails_over_and_full_coverage_takes_every_slot_down_until_the_election() {
     let report =
-        run_with_fault("kill-full", "node_timeout = \"1s\"\nrequire_full_coverage = true", 12, KILL).await;
+        run_with_fault("kill-full", "node_timeout = \"1s\"\nrequire_full_coverage = true", 14, KILL).await;
     let f = only_fault(&report);
     assert_eq!(f.victims.len(), 1);
     let (t0, detected, elected, converged) = (
@@ -96,6 +96,13 @@ async fn a_killed_primary_fails_over_and_full_coverage_takes_every_slot_down_unt
     // Every other shard answered CLUSTERDOWN between the failure report and the election.
     let other_down: u64 = f.other_slots.error_windows.iter().map(|w| w.errors[3]).sum();
     assert!(other_down > 0, "other slots: {:?}", f.other_slots.error_windows);
+
+    // Started again at the heal, the old primary rejoins as a replica.
+    let healed = f.healed_us.expect("healed within the run");
+    let rejoined = report.history.events.iter().any(|e| {
+        e.at_us > healed && matches!(&e.kind, EventKind::Role { node, role, .. } if node == &f.victims[0] && role == "replica")
+    });
+    assert!(rejoined, "{} did not rejoin as a replica", f.victims[0]);
 
     // The poller agrees with the nodes' own logs to within two poll intervals.
     let two_polls = 2 * OBSERVER_POLL.as_micros() as u64;
@@ -226,4 +233,72 @@ fn ctrl_c_during_a_fault_heals_it_writes_results_and_leaves_nothing() {
     let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_action_is_injected_and_healed_without_error() {
+    // Replicas as targets and faults shorter than the node timeout keep the cluster whole,
+    // so one run can go through every action in turn.
+    let fault = r#"
+[[fault]]
+at = "2s"
+action = "sigstop"
+target = "redis-4"
+duration = "700ms"
+
+[[fault]]
+at = "3s"
+action = "stop"
+target = "redis-5"
+duration = "1s"
+
+[[fault]]
+at = "4500ms"
+action = "restart"
+target = "redis-6"
+
+[[fault]]
+at = "6s"
+action = "isolate"
+target = "random-replica"
+duration = "700ms"
+
+[[fault]]
+at = "7s"
+action = "loss"
+probability = 0.3
+target = { replica-of = "{user:42}" }
+duration = "700ms"
+
+[[fault]]
+at = "8s"
+action = "bandwidth"
+rate = "1mbit"
+target = "all-primaries"
+duration = "700ms"
+
+[[fault]]
+at = "9s"
+action = "partition"
+target = "minority-of-primaries"
+duration = "700ms"
+"#;
+    let report = run_with_fault("every-action", "node_timeout = \"5s\"", 10, fault).await;
+    let errors: Vec<_> =
+        report.history.events.iter().filter(|e| matches!(e.kind, EventKind::FaultError { .. })).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let injected: Vec<String> = report
+        .history
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::FaultInjected { action, .. } => Some(action.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(injected, ["sigstop", "stop", "restart", "isolate", "loss", "bandwidth", "partition"]);
+    let healed =
+        report.history.events.iter().filter(|e| matches!(e.kind, EventKind::FaultHealed { .. })).count();
+    assert_eq!(healed, 6, "every fault with a duration was healed (restart has none)");
+    assert!(report.faults.iter().all(|f| !f.failed_over()), "nothing lasted long enough for a failover");
 }
