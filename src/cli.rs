@@ -243,6 +243,7 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
     print!("{}", crate::report::fault_lines(&report.faults));
+    print!("{}", crate::report::lost_write_lines(&report.lost_writes, &report.faults));
     println!("results: {}", report.dir.display());
     if let Some(signal) = report.interrupted {
         return Err(Exit {

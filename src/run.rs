@@ -16,7 +16,9 @@ use serde_json::json;
 use crate::backend::docker::DockerCluster;
 use crate::backend::docker::{self as docker_backend, RunId};
 use crate::backend::{self, BackendError};
+use crate::check::lost_writes::{self, LostWrites};
 use crate::check::{self, failover::FailoverConfig, failover::FaultReport};
+use crate::driver::readback;
 use crate::cluster::{self, ClusterError};
 use crate::driver::keys::KeySpace;
 use crate::driver::render::Renderer;
@@ -29,6 +31,9 @@ use crate::observe::{self, EventLog, ObserverConfig, Samples, logs};
 use crate::report::{self, RunMeta, Shard};
 use crate::shutdown;
 use crate::spec::{Action, ClusterTarget, Workload};
+
+/// How long to wait for the cluster to settle after the faults before reading data back.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the observer polls every node.
 pub const OBSERVER_POLL: Duration = Duration::from_millis(50);
@@ -83,6 +88,8 @@ pub struct RunReport {
     pub interrupted: Option<&'static str>,
     /// Each fault, measured.
     pub faults: Vec<FaultReport>,
+    /// The lost-writes verdict of each set-full op (`SADD <key> $uid`).
+    pub lost_writes: Vec<LostWrites>,
 }
 
 /// The cluster a run drives, once it is there.
@@ -317,7 +324,7 @@ async fn drive_and_record(
         }
     }
     let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock));
-    let mut history = driver::drive(plan.clone(), router, clock, stop.clone(), live).await;
+    let mut history = driver::drive(plan.clone(), router.clone(), clock, stop.clone(), live).await;
     progress.abort();
     // The nemesis heals by the end of the run on its own (or at once after a stop); wait
     // for it, so no fault outlives the run.
@@ -332,6 +339,7 @@ async fn drive_and_record(
     history.events.sort_by_key(|e| e.at_us);
     let faults = check::failover::fault_reports(&history, &FailoverConfig::default());
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
+    let lost_writes = check_lost_writes(seeds, &router, &plan.renderer, &history, &faults).await;
     let interrupted = *signal.lock().expect("signal lock");
     let meta = RunMeta {
         workload: workload.name.clone(),
@@ -342,9 +350,36 @@ async fn drive_and_record(
         shards,
         interrupted: interrupted.map(|s| format!("interrupted by {s}")),
     };
-    report::write_results(&dir, &history, &meta, &faults, &samples)
+    report::write_results(&dir, &history, &meta, &faults, &lost_writes, &samples)
         .map_err(|source| RunError::Results { dir: dir.clone(), source })?;
-    Ok(RunReport { dir, history, interrupted, faults })
+    Ok(RunReport { dir, history, interrupted, faults, lost_writes })
+}
+
+/// Read back every set-full op's sets once the cluster has settled, and judge them.
+async fn check_lost_writes(
+    seeds: &[SocketAddr],
+    router: &Arc<Router>,
+    renderer: &Renderer,
+    history: &History,
+    faults: &[FaultReport],
+) -> Vec<LostWrites> {
+    let ops = renderer.set_full_ops();
+    if ops.is_empty() {
+        return Vec::new();
+    }
+    // Faults are healed by now; a failover may still be settling. Reading too early would
+    // find keys on a node about to be demoted, so wait for agreement (but read anyway
+    // after the wait: keys that cannot be read are left unjudged, not lost).
+    if let Err(e) = cluster::wait_agreed(seeds, SETTLE_TIMEOUT).await {
+        eprintln!("reading back for the lost-writes check although the cluster has not settled: {e}");
+    }
+    router.refresh_now().await;
+    let mut out = Vec::new();
+    for (kind, name) in ops {
+        let read = readback::read_sets(router.clone(), renderer, kind, &history.ops).await;
+        out.push(lost_writes::check(&history.ops, kind, &name, &read, faults));
+    }
+    out
 }
 
 async fn wait_stop(stop: &Stop) {

@@ -43,6 +43,10 @@ count = 10000
 [[op]]
 name = "set"
 command = ["SET", "{{user:$id}}:k", "$value"]
+
+[[op]]
+name = "register"
+command = ["SADD", "{{user:$id}}:events", "$uid"]
 "#
     );
     let path = dir.write("w.toml", &workload);
@@ -175,6 +179,12 @@ duration = "6s"
         f.acked_on_victim_slots_before_election
     );
     // The old primary noticed it was cut off: it reported cluster_state fail itself.
+    // …and the writes it acknowledged after the majority moved on are gone.
+    let lost = &report.lost_writes[0];
+    assert_eq!(lost.op, "register");
+    assert!(lost.lost() > 0, "a split brain loses acknowledged writes: {lost:?}");
+    assert_eq!(lost.lost_by_fault.iter().map(|(_, n)| n).sum::<u64>() + lost.lost_before_faults, lost.lost());
+    assert!(lost.failed_present.is_empty(), "a write refused with an error reply never lands");
     let victim_failed = report.history.events.iter().any(|e| {
         e.at_us > f.t0_us
             && matches!(&e.kind, EventKind::State { node, state } if node == &f.victims[0] && state == "fail")

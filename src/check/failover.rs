@@ -73,8 +73,10 @@ pub struct FaultReport {
     pub targets: Vec<String>,
     /// Those of them that were primaries.
     pub victims: Vec<String>,
-    /// Injected, µs since the run began.
+    /// Injected (the injection returned), µs since the run began.
     pub t0_us: u64,
+    /// When the injection began.
+    pub began_us: u64,
     /// Healed, if it was within the run.
     pub healed_us: Option<u64>,
     /// First node to mark a victim failed, by the poller.
@@ -141,7 +143,7 @@ fn one_fault(
     horizon: u64,
     kind: &EventKind,
 ) -> FaultReport {
-    let EventKind::FaultInjected { fault, repeat, action, targets, primaries, slots } = kind else {
+    let EventKind::FaultInjected { began_us, fault, repeat, action, targets, primaries, slots } = kind else {
         unreachable!("only injections are measured")
     };
     let victims: Vec<String> =
@@ -212,6 +214,7 @@ fn one_fault(
         targets: targets.clone(),
         victims,
         t0_us: t0,
+        began_us: *began_us,
         healed_us,
         detected_us,
         detected_log_us,
@@ -312,6 +315,7 @@ mod tests {
             kind: OpKind(0),
             slot,
             id: 0,
+            uid: 0,
             outcome,
             attempts: 1,
             reply: None,
@@ -348,6 +352,7 @@ mod tests {
             ev(
                 10_000,
                 EventKind::FaultInjected {
+                    began_us: 9_990_000,
                     fault: 0,
                     repeat: 0,
                     action: s("kill"),

@@ -108,6 +108,7 @@ mod tests {
             kind: OpKind(0),
             slot,
             id: 0,
+            uid: 0,
             outcome,
             attempts: 1,
             reply: None,

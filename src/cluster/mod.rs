@@ -258,6 +258,28 @@ impl NodeReport {
 /// suspected, failed or in a handshake, and every replica's link to its primary is up (a
 /// replica that has not synced never runs for election).
 pub fn not_ready_reason(reports: &[NodeReport], layout: Layout) -> Option<String> {
+    if let Some(r) = reports.iter().find(|r| r.view.nodes.len() != layout.nodes()) {
+        return Some(format!("{} knows {} of {} nodes", r.addr, r.view.nodes.len(), layout.nodes()));
+    }
+    if let Some(reason) = disagreement(reports) {
+        return Some(reason);
+    }
+    let shape = reports.first()?.view.shape();
+    if shape.primaries.len() != layout.masters || shape.replicas.len() != layout.masters * layout.replicas {
+        return Some(format!(
+            "{} primaries and {} replicas, expected {} and {}",
+            shape.primaries.len(),
+            shape.replicas.len(),
+            layout.masters,
+            layout.masters * layout.replicas
+        ));
+    }
+    None
+}
+
+/// The layout-free part of [`not_ready_reason`]: every node reports `cluster_state:ok` and
+/// all 16384 slots, flags no one, agrees with the others, and every replica is in sync.
+pub fn disagreement(reports: &[NodeReport]) -> Option<String> {
     let first = reports.first()?;
     let shape = first.view.shape();
     for r in reports {
@@ -266,9 +288,6 @@ pub fn not_ready_reason(reports: &[NodeReport], layout: Layout) -> Option<String
         }
         if r.view.covered_slots() != 16384 {
             return Some(format!("{} sees {} of 16384 slots covered", r.addr, r.view.covered_slots()));
-        }
-        if r.view.nodes.len() != layout.nodes() {
-            return Some(format!("{} knows {} of {} nodes", r.addr, r.view.nodes.len(), layout.nodes()));
         }
         if let Some(n) = r.view.nodes.iter().find(|n| n.is_failed() || n.is_suspected() || n.in_handshake()) {
             return Some(format!("{} flags {} as {}", r.addr, n.addr, n.flags.join(",")));
@@ -281,15 +300,6 @@ pub fn not_ready_reason(reports: &[NodeReport], layout: Layout) -> Option<String
         {
             return Some(format!("replica {} has not finished syncing with its primary", r.addr));
         }
-    }
-    if shape.primaries.len() != layout.masters || shape.replicas.len() != layout.masters * layout.replicas {
-        return Some(format!(
-            "{} primaries and {} replicas, expected {} and {}",
-            shape.primaries.len(),
-            shape.replicas.len(),
-            layout.masters,
-            layout.masters * layout.replicas
-        ));
     }
     None
 }
@@ -312,6 +322,40 @@ pub async fn wait_ready(addrs: &[SocketAddr], layout: Layout, timeout: Duration)
             return Err(ClusterError::NotReady { waited: start.elapsed(), still });
         }
         sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Wait until every node the seeds know answers, reports `cluster_state:ok` and all 16384
+/// slots, flags no node, and agrees with the others on slots and replication — whatever the
+/// layout has become (after failovers). Used before reading data back after faults.
+///
+/// # Errors
+/// [`ClusterError::NotReady`] with the last unmet condition.
+pub async fn wait_agreed(seeds: &[SocketAddr], timeout: Duration) -> Result<(), ClusterError> {
+    let start = Instant::now();
+    loop {
+        let still = match survey(seeds).await {
+            Ok(s) => {
+                let mut reports = Vec::new();
+                let mut unreachable = None;
+                for (addr, r) in s.reports {
+                    match r {
+                        Ok(r) => reports.push(r),
+                        Err(_) => unreachable = Some(addr),
+                    }
+                }
+                match unreachable {
+                    Some(addr) => Some(format!("{addr} does not answer")),
+                    None => disagreement(&reports),
+                }
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(still) = still else { return Ok(()) };
+        if start.elapsed() >= timeout {
+            return Err(ClusterError::NotReady { waited: start.elapsed(), still });
+        }
+        sleep(Duration::from_millis(100)).await;
     }
 }
 

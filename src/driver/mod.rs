@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod exec;
 pub mod keys;
+pub mod readback;
 pub mod render;
 pub mod router;
 
@@ -25,7 +26,7 @@ use tokio::sync::Notify;
 
 use self::exec::{Connections, attempt};
 use self::keys::KeySpace;
-use self::render::{Renderer, Scratch};
+use self::render::{Rendered, Renderer, Scratch};
 use self::router::Router;
 use crate::history::{Aggregator, ErrorEvent, History, OpEvent, Outcome, Recorder};
 pub use crate::spec::{ClientPolicy, Pacing};
@@ -163,6 +164,9 @@ async fn worker(
         SmallRng::seed_from_u64(plan.seed.wrapping_add(index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut keys = plan.keys.chooser(plan.seed, index, plan.workers);
     let mut scratch = Scratch::default();
+    // One op's commands and the indexes still to send, reused by every op of the worker.
+    let mut rendered = Rendered::default();
+    let mut todo: Vec<usize> = Vec::new();
     let uid_base = (index as u64) << 40;
     let mut seq = 0u64;
     // Open loop: worker `index` owns schedule slots index, index + workers, … of the
@@ -205,9 +209,11 @@ async fn worker(
         };
         let kind = plan.renderer.pick(rng.random_range(0..plan.renderer.total_weight()));
         seq += 1;
-        let rendered = plan.renderer.render(kind, &mut keys, uid_base | seq, &mut scratch);
+        let uid = uid_base | seq;
+        plan.renderer.render_into(kind, &mut keys, uid, &mut scratch, &mut rendered);
         let start_us = intended.as_micros() as u64;
-        let mut todo: Vec<usize> = (0..rendered.cmds.len()).collect();
+        todo.clear();
+        todo.extend(0..rendered.cmds.len());
         let mut attempts = 0u32;
         let (mut moved, mut ask) = (0u32, 0u32);
         let (outcome, reply) = loop {
@@ -238,7 +244,8 @@ async fn worker(
                 };
                 break (outcome, None);
             }
-            todo = a.failed.iter().map(|(i, _, _)| *i).collect();
+            todo.clear();
+            todo.extend(a.failed.iter().map(|(i, _, _)| *i));
             tokio::time::sleep(plan.policy.backoff_before(attempts - 1)).await;
         };
         let end_us = clock.now_us();
@@ -249,6 +256,7 @@ async fn worker(
                 kind,
                 slot: rendered.cmds.first().map_or(0, |c| c.slot),
                 id: rendered.id,
+                uid,
                 outcome,
                 attempts: attempts.min(255) as u8,
                 reply,

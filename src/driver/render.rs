@@ -1,6 +1,10 @@
 //! From workload ops to commands on the wire: pick an op by weight, fill its templates
 //! (`$id`, `$value`, `$now`, …) and note each command's slot from its key (argument 1, or a
 //! script's first key).
+//!
+//! Rendering is on the hot path of every op, so a worker renders into one [`Rendered`] it
+//! keeps for the whole run: each op clears and refills the same [`Cmd`] buffers instead of
+//! allocating a command (and growing its buffers argument by argument) per command.
 
 use std::time::SystemTime;
 
@@ -10,7 +14,7 @@ use super::exec::{Routed, ScriptSource};
 use super::keys::KeyChooser;
 use crate::cluster::slot::Slot;
 use crate::history::OpKind;
-use crate::spec::{ArgTemplate, CommandTemplate, OpBody, OpSpec, RenderCtx};
+use crate::spec::{ArgTemplate, CommandTemplate, OpBody, OpSpec, Part, RenderCtx};
 
 /// One op, ready to render.
 struct RenderOp {
@@ -26,6 +30,7 @@ enum Body {
 }
 
 /// A rendered op.
+#[derive(Default)]
 pub struct Rendered {
     /// Its commands with their slots, in order.
     pub cmds: Vec<Routed>,
@@ -38,6 +43,20 @@ pub struct Rendered {
 pub struct Scratch {
     arg: Vec<u8>,
     value: Vec<u8>,
+    /// Commands of earlier ops, cleared and refilled by the next ones: their buffers have
+    /// already grown to the sizes the workload's commands need.
+    spare: Vec<Routed>,
+}
+
+/// A command to fill: a spare one with its buffers (cleared), or a new one.
+fn reuse(spare: &mut Vec<Routed>) -> Cmd {
+    match spare.pop() {
+        Some(Routed { mut cmd, .. }) => {
+            cmd.clear();
+            cmd
+        }
+        None => Cmd::new(),
+    }
 }
 
 /// The workload's ops, with their weights.
@@ -100,6 +119,35 @@ impl Renderer {
         OpKind(self.cumulative.partition_point(|&c| c <= r) as u16)
     }
 
+    /// The set-full ops: those whose one command is `SADD <key> $uid`. Each add writes a
+    /// run-unique id, so the sets can be read back after the run to find lost writes.
+    pub fn set_full_ops(&self) -> Vec<(OpKind, String)> {
+        self.ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| self.set_full_key(op).is_some())
+            .map(|(i, op)| (OpKind(i as u16), op.name.clone()))
+            .collect()
+    }
+
+    fn set_full_key<'a>(&self, op: &'a RenderOp) -> Option<&'a ArgTemplate> {
+        match &op.body {
+            Body::Commands { templates, batch: 1 } if templates.len() == 1 => {
+                let t = &templates[0];
+                let args = t.args();
+                (t.name() == "SADD" && args.len() == 2 && args[1].parts() == [Part::Uid]).then(|| &args[0])
+            }
+            _ => None,
+        }
+    }
+
+    /// The key set-full op `kind` writes for `id`, or `None` if `kind` is not set-full.
+    pub fn set_full_key_for(&self, kind: OpKind, id: u64) -> Option<Vec<u8>> {
+        let key = self.set_full_key(&self.ops[usize::from(kind.0)])?;
+        let ctx = RenderCtx { id, value: &[], now: std::time::Duration::ZERO, uid: 0 };
+        Some(key.render(&ctx))
+    }
+
     /// The script op `kind` runs, if it runs one.
     pub fn script(&self, kind: OpKind) -> Option<&ScriptSource> {
         match &self.ops[usize::from(kind.0)].body {
@@ -108,12 +156,29 @@ impl Renderer {
         }
     }
 
-    /// Fill op `kind`'s templates with fresh ids and values.
+    /// Fill op `kind`'s templates with fresh ids and values, into a new [`Rendered`].
     pub fn render(&self, kind: OpKind, keys: &mut KeyChooser, uid: u64, scratch: &mut Scratch) -> Rendered {
+        let mut out = Rendered::default();
+        self.render_into(kind, keys, uid, scratch, &mut out);
+        out
+    }
+
+    /// Fill op `kind`'s templates with fresh ids and values into `out`, replacing the op it
+    /// held and reusing its commands' buffers (the worker loop's way: no allocation once
+    /// the buffers have grown).
+    pub fn render_into(
+        &self,
+        kind: OpKind,
+        keys: &mut KeyChooser,
+        uid: u64,
+        scratch: &mut Scratch,
+        out: &mut Rendered,
+    ) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        // The last op's commands become the spares this one is built from.
+        scratch.spare.append(&mut out.cmds);
         match &self.ops[usize::from(kind.0)].body {
             Body::Commands { templates, batch } => {
-                let mut cmds = Vec::with_capacity(templates.len() * batch);
                 let mut first_id = 0;
                 for b in 0..*batch {
                     let id = keys.next_id();
@@ -124,7 +189,7 @@ impl Renderer {
                     scratch.value.extend_from_slice(keys.value());
                     let ctx = RenderCtx { id, value: &scratch.value, now, uid };
                     for t in templates {
-                        let mut cmd = Cmd::new();
+                        let mut cmd = reuse(&mut scratch.spare);
                         cmd.arg(t.name());
                         let mut slot = 0;
                         for (n, arg) in t.args().iter().enumerate() {
@@ -135,17 +200,17 @@ impl Renderer {
                             }
                             cmd.arg(&scratch.arg[..]);
                         }
-                        cmds.push(Routed { cmd, slot });
+                        out.cmds.push(Routed { cmd, slot });
                     }
                 }
-                Rendered { cmds, id: first_id }
+                out.id = first_id;
             }
             Body::Script { sha, keys: key_templates, args, .. } => {
                 let id = keys.next_id();
                 scratch.value.clear();
                 scratch.value.extend_from_slice(keys.value());
+                let mut cmd = reuse(&mut scratch.spare);
                 let ctx = RenderCtx { id, value: &scratch.value, now, uid };
-                let mut cmd = Cmd::new();
                 cmd.arg("EVALSHA").arg(sha).arg(key_templates.len());
                 let mut slot = 0;
                 for (n, t) in key_templates.iter().chain(args).enumerate() {
@@ -156,7 +221,8 @@ impl Renderer {
                     }
                     cmd.arg(&scratch.arg[..]);
                 }
-                Rendered { cmds: vec![Routed { cmd, slot }], id }
+                out.cmds.push(Routed { cmd, slot });
+                out.id = id;
             }
         }
     }

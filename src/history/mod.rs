@@ -133,6 +133,8 @@ pub struct OpEvent {
     pub slot: u16,
     /// The key id the op's first command addressed (`$id`).
     pub id: u64,
+    /// The op's run-unique id (`$uid`): what a set-full add writes.
+    pub uid: u64,
     /// What the application saw.
     pub outcome: Outcome,
     /// Attempts made (1 without retries).
@@ -171,8 +173,11 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    /// A fault was injected: the Docker call (or every command) for it returned (`t0`).
+    /// A fault was injected: the Docker call (or every command) for it returned (`t0`, the
+    /// event's time).
     FaultInjected {
+        /// When the injection began (a partition is partly in force from its first rule).
+        began_us: u64,
         /// The fault's number in the chaos file.
         fault: usize,
         /// Which repetition.

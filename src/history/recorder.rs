@@ -154,6 +154,7 @@ mod tests {
             kind: OpKind(kind),
             slot: 0,
             id: 0,
+            uid: 0,
             outcome,
             attempts: 1,
             reply: None,

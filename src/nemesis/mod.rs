@@ -71,6 +71,7 @@ pub async fn run(
                 continue;
             }
         };
+        let began_us = clock.now_us();
         let targets: Vec<String> = resolved.nodes.iter().map(|n| n.node.clone()).collect();
         match inject(&docker, &cluster, &fault.action, &resolved).await {
             Ok(()) => {
@@ -78,6 +79,7 @@ pub async fn run(
                     &events,
                     clock.now_us(),
                     EventKind::FaultInjected {
+                        began_us,
                         fault: fault.index,
                         repeat: fault.repeat,
                         action: fault.action.name().into(),
@@ -146,25 +148,30 @@ async fn inject(
         .filter(|n| !r.nodes.iter().any(|t| t.node == n.node))
         .map(|n| n.addr.ip())
         .collect();
-    for n in &r.nodes {
-        let c = n.container.as_str();
-        match *action {
-            Action::Kill => inject::signal(docker, c, "SIGKILL").await?,
-            Action::Stop => inject::stop(docker, c, Duration::from_secs(10)).await?,
-            Action::Restart => {
-                inject::stop(docker, c, Duration::from_secs(10)).await?;
-                inject::start(docker, c).await?;
+    // Every target at once: a fault on all primaries hits them together.
+    let one = |n: &'_ crate::backend::docker::NodeContainer| {
+        let others = &others;
+        let c = n.container.clone();
+        async move {
+            let c = c.as_str();
+            match *action {
+                Action::Kill => inject::signal(docker, c, "SIGKILL").await,
+                Action::Stop => inject::stop(docker, c, Duration::from_secs(10)).await,
+                Action::Restart => {
+                    inject::stop(docker, c, Duration::from_secs(10)).await?;
+                    inject::start(docker, c).await
+                }
+                Action::Pause => inject::pause(docker, c).await,
+                Action::Sigstop => inject::signal(docker, c, "SIGSTOP").await,
+                Action::Isolate => inject::isolate(docker, c).await,
+                Action::Partition => inject::cut_from(docker, c, others).await,
+                Action::Loss { probability } => inject::loss(docker, c, probability).await,
+                Action::Bandwidth { bits_per_s } => inject::bandwidth(docker, c, bits_per_s).await,
+                Action::Delay { delay, jitter } => inject::delay(docker, c, delay, jitter).await,
             }
-            Action::Pause => inject::pause(docker, c).await?,
-            Action::Sigstop => inject::signal(docker, c, "SIGSTOP").await?,
-            Action::Isolate => inject::isolate(docker, c).await?,
-            Action::Partition => inject::cut_from(docker, c, &others).await?,
-            Action::Loss { probability } => inject::loss(docker, c, probability).await?,
-            Action::Bandwidth { bits_per_s } => inject::bandwidth(docker, c, bits_per_s).await?,
-            Action::Delay { delay, jitter } => inject::delay(docker, c, delay, jitter).await?,
         }
-    }
-    Ok(())
+    };
+    futures_util::future::try_join_all(r.nodes.iter().map(one)).await.map(drop)
 }
 
 async fn heal(docker: &Docker, cluster: &DockerCluster, a: &Active, clock: &RunClock, events: &EventLog) {

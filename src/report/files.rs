@@ -11,6 +11,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde_json::{Value, json};
 
 use crate::check::failover::FaultReport;
+use crate::check::lost_writes::LostWrites;
 use crate::history::{ErrorClass, History, OpStats};
 use crate::observe::NodeSample;
 
@@ -51,10 +52,12 @@ pub fn write_results(
     history: &History,
     meta: &RunMeta,
     faults: &[FaultReport],
+    lost_writes: &[LostWrites],
     samples: &[NodeSample],
 ) -> io::Result<()> {
     let mut run = run_json(history, meta);
     run["faults"] = serde_json::to_value(faults)?;
+    run["lost_writes"] = serde_json::to_value(lost_writes)?;
     write_json(&dir.join("run.json"), &run)?;
     write_nodes(&dir.join("nodes.csv"), samples)?;
     write_hlog(&dir.join("latency.hlog"), history)?;

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::check::failover::{FaultReport, Impact};
+use crate::check::lost_writes::LostWrites;
 use crate::history::{ErrorClass, History, OpStats};
 
 /// Per op: count, ok, errors, rate and latency percentiles (warm-up excluded), then the
@@ -122,4 +123,41 @@ fn impact(label: &str, i: &Impact) -> String {
         format!(", disruption {:.2}s", i.disruption_span_us() as f64 / 1e6)
     };
     format!("{label} {errors}{disruption}")
+}
+
+/// One line per set-full op: adds, acknowledged, lost (and during which fault), anomalies.
+pub fn lost_write_lines(checks: &[LostWrites], faults: &[FaultReport]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let during: Vec<String> = c
+            .lost_by_fault
+            .iter()
+            .map(|(i, n)| {
+                let f = &faults[*i];
+                format!("{n} during {} {} at {:.1}s", f.action, f.targets.join(","), f.t0_us as f64 / 1e6)
+            })
+            .collect();
+        let during = if during.is_empty() { String::new() } else { format!(" ({})", during.join("; ")) };
+        let _ = writeln!(
+            out,
+            "lost writes, {}: {} of {} acknowledged adds lost{during}; {} unknown ({} present); {} failed{}{}",
+            c.op,
+            c.lost(),
+            c.acknowledged,
+            c.unknown,
+            c.unknown_present,
+            c.failed,
+            if c.failed_present.is_empty() {
+                String::new()
+            } else {
+                format!(", {} of them present anyway", c.failed_present.len())
+            },
+            if c.unjudged > 0 {
+                format!("; {} unjudged (unreadable keys)", c.unjudged)
+            } else {
+                String::new()
+            },
+        );
+    }
+    out
 }
