@@ -70,7 +70,13 @@ impl LostWrites {
 }
 
 /// Judge the adds of op `kind` (named `name`) in `ops` against `read`.
-pub fn check(ops: &[OpEvent], kind: OpKind, name: &str, read: &ReadBack, faults: &[FaultReport]) -> LostWrites {
+pub fn check(
+    ops: &[OpEvent],
+    kind: OpKind,
+    name: &str,
+    read: &ReadBack,
+    faults: &[FaultReport],
+) -> LostWrites {
     let mut out = LostWrites { op: name.to_string(), ..Default::default() };
     let mut by_fault = vec![0u64; faults.len()];
     for op in ops.iter().filter(|o| o.kind == kind) {
