@@ -42,6 +42,11 @@ pub struct Cli {
 enum Command {
     /// Run a workload: bring up its cluster, drive it, write results/<time>-<name>/.
     Run(RunArgs),
+    /// Rebuild a results folder's plots, report.html and summary.md from its saved files.
+    Report {
+        /// The results folder (results/<time>-<name>).
+        dir: PathBuf,
+    },
     /// Check a workload file and print what it resolves to; starts nothing.
     Validate {
         /// The workload file.
@@ -167,6 +172,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_workload(args).await,
         Command::Validate { file } => validate(&file),
+        Command::Report { dir } => rebuild_report(&dir),
         Command::Image { command: ImageCommand::Build { force } } => image_build(force).await,
         Command::Cluster { command } => match command {
             ClusterCommand::Up(args) => cluster_up(args).await,
@@ -244,13 +250,27 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     print!("{}", crate::report::summary_table(&report.history));
     print!("{}", crate::report::fault_lines(&report.faults));
     print!("{}", crate::report::lost_write_lines(&report.lost_writes, &report.faults));
-    println!("results: {}", report.dir.display());
+    println!("results: {} (report.html, summary.md, plots)", report.dir.display());
     if let Some(signal) = report.interrupted {
         return Err(Exit {
             code: exit::INTERRUPTED,
             message: format!("interrupted by {signal}; results so far are in {}", report.dir.display()),
         }
         .into());
+    }
+    Ok(())
+}
+
+fn rebuild_report(dir: &Path) -> Result<()> {
+    if !dir.join("run.json").is_file() {
+        return Err(Exit {
+            code: exit::BAD_INPUT,
+            message: format!("{} is not a results folder (no run.json in it)", dir.display()),
+        }
+        .into());
+    }
+    for path in crate::report::build_reports(dir)? {
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

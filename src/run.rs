@@ -70,6 +70,9 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The plots or the HTML report could not be built (the data files are written).
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
     /// The workload asks for something this machine or target cannot do.
     #[error("{0}")]
     Unsupported(String),
@@ -352,6 +355,7 @@ async fn drive_and_record(
     };
     report::write_results(&dir, &history, &meta, &faults, &lost_writes, &samples)
         .map_err(|source| RunError::Results { dir: dir.clone(), source })?;
+    report::build_reports(&dir)?;
     Ok(RunReport { dir, history, interrupted, faults, lost_writes })
 }
 

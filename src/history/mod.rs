@@ -7,6 +7,7 @@
 //! files (that is `report`).
 
 mod recorder;
+pub mod store;
 
 pub use recorder::{Aggregator, IntervalReport, Recorder};
 
@@ -160,7 +161,7 @@ pub struct ErrorEvent {
 }
 
 /// Something that happened to the cluster, from the nemesis or the observer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// When, µs since the run began.
     pub at_us: u64,
@@ -170,7 +171,7 @@ pub struct Event {
 }
 
 /// The kinds of events, as written to `events.jsonl` (`"event": "<kind>"`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// A fault was injected: the Docker call (or every command) for it returned (`t0`, the

@@ -60,6 +60,7 @@ pub fn write_results(
     run["lost_writes"] = serde_json::to_value(lost_writes)?;
     write_json(&dir.join("run.json"), &run)?;
     write_nodes(&dir.join("nodes.csv"), samples)?;
+    crate::history::store::save(&dir.join(crate::history::store::FILE), history)?;
     write_hlog(&dir.join("latency.hlog"), history)?;
     write_timeline(&dir.join("timeline.csv"), history)?;
     write_events(&dir.join("events.jsonl"), history, meta)?;

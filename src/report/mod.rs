@@ -1,13 +1,21 @@
 //! The results folder of a run: `run.json`, `latency.hlog`, `timeline.csv`, `events.jsonl`,
-//! and the summary printed at the end. Folders are never overwritten.
+//! the plots (SVG and PNG), and the summary printed at the end. Folders are never overwritten.
 //!
 //! Reports present what the history and the checkers found; they never recompute a verdict.
 
 mod files;
+mod html;
+mod junit;
+mod markdown;
+mod plots;
 mod summary;
 
 pub use files::{RunMeta, Shard, write_results};
-pub use summary::{fault_lines, summary_table};
+pub use html::write_reports;
+pub use junit::{junit_xml, write_junit};
+pub use markdown::verdicts_markdown;
+pub use plots::{PlotError, write_plots};
+pub use summary::{fault_lines, lost_write_lines, summary_table};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -54,4 +62,53 @@ mod tests {
         assert_eq!(b.file_name().unwrap(), "20251130T202512Z-smoke-2");
         std::fs::remove_dir_all(root).unwrap();
     }
+}
+
+/// Why the reports of a results folder could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file of the folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// `run.json` is not what slotstorm writes.
+    #[error("{path}: not a slotstorm run.json: {reason}")]
+    RunJson {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A plot failed.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+}
+
+/// Build the plots, `report.html` and `summary.md` of the results folder `dir` from its
+/// `run.json` and `history.json.gz` alone: the end of every run, and `slotstorm report`.
+/// Returns the files written.
+///
+/// # Errors
+/// [`ReportError`] naming the file concerned.
+pub fn build_reports(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let run_path = dir.join("run.json");
+    let text = std::fs::read_to_string(&run_path).map_err(|source| ReportError::Io { path: run_path.clone(), source })?;
+    let run: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ReportError::RunJson { path: run_path.clone(), reason: e.to_string() })?;
+    let history_path = dir.join(crate::history::store::FILE);
+    let history = crate::history::store::load(&history_path)
+        .map_err(|source| ReportError::Io { path: history_path, source })?;
+    // Phases are measurements, not verdicts: the same pure check the run used, on the same
+    // history, gives the same numbers.
+    let faults = crate::check::failover::fault_reports(&history, &Default::default());
+    let mut written = write_plots(dir, &history, &faults)?;
+    write_reports(dir, &run, &history, &faults, &written)
+        .map_err(|source| ReportError::Io { path: dir.join("report.html"), source })?;
+    written.push(dir.join("report.html"));
+    written.push(dir.join("summary.md"));
+    Ok(written)
 }

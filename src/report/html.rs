@@ -1,0 +1,290 @@
+//! `report.html` (one self-contained file: summary, SLO verdicts, faults and their phases,
+//! lost writes, the plots inline, the fault timeline) and `summary.md`, built from what a
+//! results folder holds: `run.json` for what the run decided, the history for the rest.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::check::failover::FaultReport;
+use crate::history::{EventKind, History};
+
+/// Escape text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn secs(us: Option<u64>, from: u64) -> String {
+    us.map_or_else(|| "—".to_string(), |u| format!("+{:.2}s", u.saturating_sub(from) as f64 / 1e6))
+}
+
+fn ms(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "—".into(), |us| format!("{:.3}", us / 1000.0))
+}
+
+/// Rows of the per-op table: name, count, errors, ops/s, p50, p99, p99.9, max (ms).
+fn op_rows(run: &Value) -> Vec<[String; 8]> {
+    let mut rows = Vec::new();
+    if let Some(ops) = run["ops"].as_object() {
+        for (name, o) in ops.iter().chain(std::iter::once((&"all".to_string(), &run["totals"]))) {
+            let l = &o["latency_us"];
+            rows.push([
+                name.clone(),
+                o["count"].to_string(),
+                o["errors"].to_string(),
+                o["ops_per_s"].to_string(),
+                ms(&l["p50"]),
+                ms(&l["p99"]),
+                ms(&l["p99_9"]),
+                ms(&l["max"]),
+            ]);
+        }
+    }
+    rows
+}
+
+/// Rows of the fault table.
+fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
+    faults
+        .iter()
+        .map(|f| {
+            let t0 = f.t0_us;
+            [
+                format!("{} {}", f.action, f.targets.join(",")),
+                format!("{:.2}s", t0 as f64 / 1e6),
+                secs(f.detected_us, t0),
+                match &f.elected_node {
+                    Some(n) => format!("{} ({n})", secs(f.elected_us, t0)),
+                    None => "no failover".into(),
+                },
+                secs(f.converged_us, t0),
+                secs(f.client_recovered_us, t0),
+                format!(
+                    "{:.2}s / {} errors",
+                    f.victim_slots.error_span_us() as f64 / 1e6,
+                    f.victim_slots.errors()
+                ),
+                format!(
+                    "{:.2}s / {} errors",
+                    f.other_slots.error_span_us() as f64 / 1e6,
+                    f.other_slots.errors()
+                ),
+                f.acked_on_victim_slots_before_election.to_string(),
+            ]
+        })
+        .collect()
+}
+
+const FAULT_HEAD: [&str; 9] = [
+    "fault",
+    "t0",
+    "detected",
+    "elected",
+    "converged",
+    "client recovered",
+    "victim slots: error window",
+    "other slots: error window",
+    "acked on victim slots before election",
+];
+const OP_HEAD: [&str; 8] = ["op", "count", "errors", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"];
+
+/// The events worth a line in the timeline: faults, failure marks, roles, states.
+fn timeline(history: &History) -> Vec<(f64, String)> {
+    history
+        .events
+        .iter()
+        .filter_map(|e| {
+            let text = match &e.kind {
+                EventKind::FaultInjected { action, targets, .. } => {
+                    format!("injected {action} on {}", targets.join(","))
+                }
+                EventKind::FaultHealed { action, targets, .. } => {
+                    format!("healed {action} on {}", targets.join(","))
+                }
+                EventKind::FaultError { fault, error } => format!("fault[{fault}] error: {error}"),
+                EventKind::Flagged { observer, subject, flag } if flag == "fail" => {
+                    format!("{observer} marks {subject} failed")
+                }
+                EventKind::Role { node, role, primary, .. } if e.at_us > 0 => match primary {
+                    Some(p) => format!("{node} is a {role} of {p}"),
+                    None => format!("{node} is a {role}"),
+                },
+                EventKind::State { node, state } if e.at_us > 0 => format!("{node}: cluster_state {state}"),
+                EventKind::Reachable { node, reachable } => {
+                    format!("{node} {}", if *reachable { "answers again" } else { "stops answering" })
+                }
+                _ => return None,
+            };
+            Some((e.at_us as f64 / 1e6, text))
+        })
+        .collect()
+}
+
+fn html_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
+    out.push_str("<table><tr>");
+    for h in head {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr>");
+    for r in rows {
+        out.push_str("<tr>");
+        for c in r {
+            let _ = write!(out, "<td>{}</td>", esc(c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>\n");
+}
+
+fn md_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(N));
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out.push('\n');
+}
+
+/// SLO verdict rows from `run.json`'s `slo_verdicts` (as the run decided them).
+fn verdict_rows(run: &Value) -> Vec<[String; 5]> {
+    run["slo_verdicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_string);
+            [s("name"), s("limit"), s("observed"), s("outcome"), s("slo")]
+        })
+        .collect()
+}
+
+fn lost_lines(run: &Value) -> Vec<String> {
+    run["lost_writes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "{}: {} of {} acknowledged adds lost; {} unknown ({} present); {} failed ({} present anyway)",
+                l["op"].as_str().unwrap_or("?"),
+                l["acknowledged_lost"].as_array().map_or(0, Vec::len),
+                l["acknowledged"],
+                l["unknown"],
+                l["unknown_present"],
+                l["failed"],
+                l["failed_present"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+/// Write `report.html` and `summary.md` into `dir`; `plots` are the plot files already
+/// written there (SVGs are inlined in the HTML, PNGs linked from the Markdown).
+///
+/// # Errors
+/// The I/O error.
+pub fn write_reports(
+    dir: &Path,
+    run: &Value,
+    history: &History,
+    faults: &[FaultReport],
+    plots: &[PathBuf],
+) -> std::io::Result<()> {
+    let title = format!("slotstorm: {}", run["workload"].as_str().unwrap_or("run"));
+    let cluster = &run["cluster"];
+    let about = format!(
+        "started {} · {:.1}s (warm-up {:.1}s) · cluster {} {}×{} node timeout {} ms{}",
+        run["started_at"].as_str().unwrap_or("?"),
+        run["elapsed_s"].as_f64().unwrap_or(0.0),
+        run["warmup_s"].as_f64().unwrap_or(0.0),
+        cluster["kind"].as_str().unwrap_or("?"),
+        cluster["masters"],
+        cluster["replicas"],
+        cluster["node_timeout_ms"],
+        run["interrupted"].as_str().map_or(String::new(), |s| format!(" · {s}")),
+    );
+    let ops = op_rows(run);
+    let fault_rows = fault_rows(faults);
+    let verdicts = verdict_rows(run);
+    let lost = lost_lines(run);
+    let events = timeline(history);
+
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>\
+         body{{font-family:sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse;margin:1em 0}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}\
+         td:first-child,th:first-child{{text-align:left}}.pass{{color:#070}}.fail{{color:#b00;font-weight:bold}}\
+         .plot svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>{}</h1><p>{}</p>\n",
+        esc(&title),
+        esc(&title),
+        esc(&about)
+    );
+    if !verdicts.is_empty() {
+        h.push_str("<h2>SLOs</h2>");
+        html_table(&mut h, ["SLO", "limit", "observed", "verdict", "kind"], &verdicts);
+    }
+    h.push_str("<h2>Ops</h2>");
+    html_table(&mut h, OP_HEAD, &ops);
+    if !fault_rows.is_empty() {
+        h.push_str("<h2>Faults</h2>");
+        html_table(&mut h, FAULT_HEAD, &fault_rows);
+    }
+    if !lost.is_empty() {
+        h.push_str("<h2>Lost writes</h2><ul>");
+        for l in &lost {
+            let _ = write!(h, "<li>{}</li>", esc(l));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("<h2>Plots</h2>");
+    for p in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "svg")) {
+        let svg = std::fs::read_to_string(p)?;
+        let svg = svg.find("<svg").map_or(svg.as_str(), |i| &svg[i..]);
+        let _ = writeln!(h, "<div class=\"plot\">{svg}</div>");
+    }
+    if !events.is_empty() {
+        h.push_str("<h2>Timeline</h2><table><tr><th>t</th><th>event</th></tr>");
+        for (t, e) in &events {
+            let _ = write!(h, "<tr><td>{t:.3}s</td><td style=\"text-align:left\">{}</td></tr>", esc(e));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>\n");
+    // Verdict cells read better coloured.
+    let h = h
+        .replace("<td>pass</td>", "<td class=\"pass\">pass</td>")
+        .replace("<td>fail</td>", "<td class=\"fail\">fail</td>");
+    std::fs::write(dir.join("report.html"), h)?;
+
+    let mut m = String::new();
+    let _ = writeln!(m, "# {title}\n\n{about}\n");
+    if !verdicts.is_empty() {
+        m.push_str("## SLOs\n\n");
+        md_table(&mut m, ["SLO", "limit", "observed", "verdict", "kind"], &verdicts);
+    }
+    m.push_str("## Ops\n\n");
+    md_table(&mut m, OP_HEAD, &ops);
+    if !fault_rows.is_empty() {
+        m.push_str("## Faults\n\n");
+        md_table(&mut m, FAULT_HEAD, &fault_rows);
+    }
+    if !lost.is_empty() {
+        m.push_str("## Lost writes\n\n");
+        for l in &lost {
+            let _ = writeln!(m, "- {l}");
+        }
+        m.push('\n');
+    }
+    let pngs: Vec<&PathBuf> = plots.iter().filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
+    if !pngs.is_empty() {
+        m.push_str("## Plots\n\n");
+        for p in pngs {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let _ = writeln!(m, "![{name}]({name})");
+        }
+    }
+    std::fs::write(dir.join("summary.md"), m)
+}
