@@ -316,6 +316,7 @@ mod tests {
             slot,
             id: 0,
             uid: 0,
+            sent_us: 0,
             outcome,
             attempts: 1,
             reply: None,

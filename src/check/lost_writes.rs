@@ -128,6 +128,7 @@ mod tests {
             slot: 0,
             id,
             uid,
+            sent_us: at_ms * 1000,
             outcome,
             attempts: 1,
             reply: None,

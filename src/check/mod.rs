@@ -2,4 +2,6 @@
 //! never panic on odd histories, and never plot; reports only present what they return.
 
 pub mod failover;
+pub mod lost_writes;
+pub mod slo;
 pub mod windows;

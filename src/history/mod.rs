@@ -136,6 +136,9 @@ pub struct OpEvent {
     pub id: u64,
     /// The op's run-unique id (`$uid`): what a set-full add writes.
     pub uid: u64,
+    /// When it was actually sent (rendered: `$now` is read then), µs since the run began;
+    /// later than `start_us` when an open-loop schedule runs behind.
+    pub sent_us: u64,
     /// What the application saw.
     pub outcome: Outcome,
     /// Attempts made (1 without retries).

@@ -155,6 +155,7 @@ mod tests {
             slot: 0,
             id: 0,
             uid: 0,
+            sent_us: 0,
             outcome,
             attempts: 1,
             reply: None,

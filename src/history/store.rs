@@ -107,7 +107,8 @@ pub fn save(path: &Path, history: &History) -> io::Result<()> {
                 o.uid,
                 outcome_code(o.outcome),
                 o.attempts,
-                o.reply
+                o.reply,
+                o.sent_us
             ])
         })
         .collect();
@@ -167,6 +168,7 @@ pub fn load(path: &Path) -> io::Result<History> {
             outcome: outcome_from(f(6)?)?,
             attempts: f(7)? as u8,
             reply: o[8].as_i64(),
+            sent_us: o[9].as_u64().unwrap_or(0),
         });
     }
     let mut errors = Vec::new();
@@ -220,6 +222,7 @@ mod tests {
                     slot: 99,
                     id: 7,
                     uid: 1 << 41,
+                    sent_us: 3,
                     outcome: Outcome::Unknown(ErrorClass::Timeout),
                     attempts: 2,
                     reply: Some(-1),
@@ -231,6 +234,7 @@ mod tests {
                     slot: 0,
                     id: 0,
                     uid: 2,
+                    sent_us: 3,
                     outcome: Outcome::Fail(ErrorClass::Other),
                     attempts: 1,
                     reply: None,

@@ -96,7 +96,8 @@ pub enum ReportError {
 /// [`ReportError`] naming the file concerned.
 pub fn build_reports(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     let run_path = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_path).map_err(|source| ReportError::Io { path: run_path.clone(), source })?;
+    let text = std::fs::read_to_string(&run_path)
+        .map_err(|source| ReportError::Io { path: run_path.clone(), source })?;
     let run: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| ReportError::RunJson { path: run_path.clone(), reason: e.to_string() })?;
     let history_path = dir.join(crate::history::store::FILE);

@@ -58,6 +58,18 @@
 //! name = "get"                 # required, unique, [a-z0-9_-]+
 //! weight = 5                   # (1)
 //! command = ["GET", "key:$id"] # exactly one of command / pipeline / script
+//!
+//! [slo]                        # optional; every limit optional, none set by default
+//! max_failover = "15s"         # per fault: client_recovered - t0 (never recovered: violated)
+//! max_disruption = "15s"       # per fault: disruption span on the victim's slots
+//! max_error_window = "12s"     # per fault: error span on the victim's slots
+//! max_lost_writes = 0          # lost acknowledged writes
+//! max_over_admissions = 0      # rate-limit windows over the limit
+//! min_throughput = 900         # ops/s over the measured part, every op and outcome
+//! [slo.p99]                    # steady-state p99 per op name (names must be ops)
+//! get = "5ms"
+//! [slo.p99_9]                  # the same for p99.9
+//! get = "20ms"
 //! ```
 //!
 //! A `pipeline` is a list of commands (`batch = n` repeats it for n ids in one round trip);
@@ -103,6 +115,41 @@ pub struct Workload {
     pub keys: Keys,
     /// The ops, in file order; never empty, names unique.
     pub ops: Vec<OpSpec>,
+    /// The service-level objectives the run is judged by (`[slo]`); none by default.
+    pub slo: Slo,
+}
+
+/// Service-level objectives: the limits a run is judged by (`check::slo` turns them into
+/// verdicts). Every limit is optional; one that is not set is not judged. Limits are
+/// inclusive: an observed value equal to the limit meets it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slo {
+    /// Per fault: the longest failover, `client_recovered − t0`. A fault whose client had
+    /// not recovered by the end of the run violates it.
+    pub max_failover: Option<Duration>,
+    /// Per fault: the longest disruption span (errors or slow ops) on the victim's slots.
+    pub max_disruption: Option<Duration>,
+    /// Per fault: the longest error span on the victim's slots.
+    pub max_error_window: Option<Duration>,
+    /// The most acknowledged writes that may be lost.
+    pub max_lost_writes: Option<u64>,
+    /// The most rate-limit windows that may admit more than the limit.
+    pub max_over_admissions: Option<u64>,
+    /// The fewest completed ops per second (every op, every outcome) over the measured
+    /// part of the run; finite and above 0.
+    pub min_throughput: Option<f64>,
+    /// Steady-state p99 per op, in file order: `(op name, limit)`; every name is an op of
+    /// the workload, each at most once, every limit above 0.
+    pub p99: Vec<(String, Duration)>,
+    /// The same for p99.9.
+    pub p99_9: Vec<(String, Duration)>,
+}
+
+impl Slo {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Slo::default()
+    }
 }
 
 /// Which cluster a workload runs against.

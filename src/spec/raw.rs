@@ -31,6 +31,8 @@ pub(super) struct RawWorkload {
     pub keys: Option<Spanned<RawKeys>>,
     /// The ops (`[[op]]` tables).
     pub op: Option<Spanned<Vec<Spanned<RawOp>>>>,
+    /// The service-level objectives the run is judged by.
+    pub slo: Option<RawSlo>,
 }
 
 /// `[cluster]`.
@@ -159,6 +161,29 @@ pub(super) struct RawOp {
     pub keys: Option<RawArgs>,
     /// The script's `ARGV`.
     pub args: Option<RawArgs>,
+}
+
+/// `[slo]`: every limit optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlo {
+    /// Per fault: longest `client_recovered − t0`.
+    pub max_failover: Option<Spanned<RawDuration>>,
+    /// Per fault: longest disruption span on the victim's slots.
+    pub max_disruption: Option<Spanned<RawDuration>>,
+    /// Per fault: longest error span on the victim's slots.
+    pub max_error_window: Option<Spanned<RawDuration>>,
+    /// Most acknowledged writes lost.
+    pub max_lost_writes: Option<u64>,
+    /// Most rate-limit windows over the limit.
+    pub max_over_admissions: Option<u64>,
+    /// Fewest ops per second over the measured part.
+    pub min_throughput: Option<Spanned<f64>>,
+    /// `[slo.p99]`: steady-state p99 per op name. Keys are plain strings so that serde names
+    /// a bad value's field (`slo.p99.get`); stage 2 finds a key's own span when it needs it.
+    pub p99: Option<BTreeMap<String, Spanned<RawDuration>>>,
+    /// `[slo.p99_9]`: the same for p99.9.
+    pub p99_9: Option<BTreeMap<String, Spanned<RawDuration>>>,
 }
 
 /// A duration written as humantime text: `"500ms"`, `"5s"`, `"1m 30s"`.

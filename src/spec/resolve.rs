@@ -4,6 +4,7 @@
 //! error points at the field it concerns, or at the table when a field is missing.
 
 mod ops;
+mod slo;
 
 use std::fmt;
 use std::ops::Range;
@@ -142,6 +143,7 @@ impl Resolver<'_> {
             },
         };
         let ops = self.ops(raw.op)?;
+        let slo = self.slo(raw.slo.unwrap_or_default(), &ops)?;
         Ok(Workload {
             name,
             path: self.src.path.to_path_buf(),
@@ -152,6 +154,7 @@ impl Resolver<'_> {
             client,
             keys,
             ops,
+            slo,
         })
     }
 

@@ -153,6 +153,7 @@ fn a_minimal_file_gets_the_defaults() {
     assert_eq!(w.ops[0].weight, 1);
     let OpBody::Command(cmd) = &w.ops[0].body else { panic!("a command") };
     assert_eq!(cmd.to_string(), "GET k:${id}");
+    assert!(w.slo.is_empty(), "no SLO unless the file sets one");
 }
 
 #[test]
@@ -454,4 +455,79 @@ fn an_unreadable_file_is_a_read_error() {
     assert!(matches!(err, SpecError::Read { .. }));
     assert!(err.to_string().starts_with("workloads/does-not-exist.toml: cannot read the file: "), "{err}");
     assert!(err.located().is_none());
+}
+
+#[test]
+fn kill_primary_sets_slos_for_its_failover() {
+    let w = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/kill-primary.toml")).unwrap();
+    assert_eq!(w.slo.max_failover, Some(Duration::from_secs(20)));
+    assert!(w.slo.p99.iter().any(|(op, _)| op == "get-profile"));
+}
+
+#[test]
+fn an_slo_table_resolves_in_file_order() {
+    let text = format!(
+        "{LOAD}{OP}[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k\", \"v\"]\n\
+         [slo]\nmax_failover = \"10s\"\nmax_disruption = \"5s\"\nmax_error_window = \"3s\"\n\
+         max_lost_writes = 0\nmax_over_admissions = 2\nmin_throughput = 900\n\
+         p99_9 = {{ get = \"20ms\" }}\n[slo.p99]\nset = \"7ms\"\nget = \"5ms\"\n"
+    );
+    let w = ok(&text);
+    assert_eq!(
+        w.slo,
+        Slo {
+            max_failover: Some(Duration::from_secs(10)),
+            max_disruption: Some(Duration::from_secs(5)),
+            max_error_window: Some(Duration::from_secs(3)),
+            max_lost_writes: Some(0),
+            max_over_admissions: Some(2),
+            min_throughput: Some(900.0),
+            p99: vec![("set".into(), Duration::from_millis(7)), ("get".into(), Duration::from_millis(5))],
+            p99_9: vec![("get".into(), Duration::from_millis(20))],
+        }
+    );
+    assert!(!w.slo.is_empty());
+}
+
+#[test]
+fn slo_errors_are_placed() {
+    let cases: [(&str, &str); 8] = [
+        (
+            "[slo]\nmax_failure = \"10s\"\n",
+            "w.toml:2:1: slo.max_failure: unknown field `max_failure`, expected one of `max_failover`, ",
+        ),
+        (
+            "[slo]\nmax_failover = 10\n",
+            "w.toml:2:16: slo.max_failover: invalid type: integer `10`, expected a duration as a string",
+        ),
+        (
+            "[slo]\nmax_lost_writes = -1\n",
+            "w.toml:2:19: slo.max_lost_writes: invalid value: integer `-1`, expected a whole number, 0 or more",
+        ),
+        (
+            "[slo]\nmin_throughput = 0\n",
+            "w.toml:2:18: slo.min_throughput: must be a number of ops per second above 0",
+        ),
+        (
+            "[slo.p99]\nget = \"5ms\"\n  gett = \"5ms\"\n",
+            "w.toml:3:3: slo.p99.gett: no op is called \"gett\"; the workload's ops are get",
+        ),
+        (
+            "[slo]\np99_9 = { get = \"1ms\", \"nope\" = \"1ms\" }\n",
+            "w.toml:2:24: slo.p99_9.nope: no op is called \"nope\"",
+        ),
+        (
+            "[slo.p99]\nget = \"soon\"\n",
+            "w.toml:2:7: slo.p99.get: invalid value: string \"soon\", expected a duration",
+        ),
+        ("[slo.p99]\nget = \"0ms\"\n", "w.toml:2:7: slo.p99.get: must be longer than 0s"),
+    ];
+    for (i, (extra, want)) in cases.iter().enumerate() {
+        // The [slo] table goes first so its line numbers are the ones written above; ops
+        // are resolved before it wherever it stands.
+        assert_prefix(&load_err(&format!("slo-{i}"), &format!("{extra}{LOAD}{OP}")), want);
+    }
+    // A dotted key at the top level: the column is the op name's.
+    let err = load_err("slo-dotted", &format!("slo.p99.put = \"1ms\"\n{LOAD}{OP}"));
+    assert_prefix(&err, "w.toml:1:9: slo.p99.put: no op is called \"put\"");
 }
