@@ -210,6 +210,8 @@ async fn worker(
         let kind = plan.renderer.pick(rng.random_range(0..plan.renderer.total_weight()));
         seq += 1;
         let uid = uid_base | seq;
+        // The render reads the wall clock for `$now`; this is the same moment on the run clock.
+        let sent_us = clock.now_us();
         plan.renderer.render_into(kind, &mut keys, uid, &mut scratch, &mut rendered);
         let start_us = intended.as_micros() as u64;
         todo.clear();
@@ -257,6 +259,7 @@ async fn worker(
                 slot: rendered.cmds.first().map_or(0, |c| c.slot),
                 id: rendered.id,
                 uid,
+                sent_us,
                 outcome,
                 attempts: attempts.min(255) as u8,
                 reply,

@@ -48,6 +48,21 @@ pub struct Scratch {
     spare: Vec<Routed>,
 }
 
+/// Argument `arg` filled from `ctx`. Literal arguments and a bare `$value` (most of a
+/// workload's arguments besides keys) are used as they are; any other is rendered into
+/// `buf`, so only those are copied twice.
+fn fill<'a>(arg: &'a ArgTemplate, ctx: &RenderCtx<'a>, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    if let Some(literal) = arg.as_literal() {
+        return literal;
+    }
+    if arg.parts() == [Part::Value] {
+        return ctx.value;
+    }
+    buf.clear();
+    arg.render_into(ctx, buf);
+    buf
+}
+
 /// A command to fill: a spare one with its buffers (cleared), or a new one.
 fn reuse(spare: &mut Vec<Routed>) -> Cmd {
     match spare.pop() {
@@ -193,12 +208,11 @@ impl Renderer {
                         cmd.arg(t.name());
                         let mut slot = 0;
                         for (n, arg) in t.args().iter().enumerate() {
-                            scratch.arg.clear();
-                            arg.render_into(&ctx, &mut scratch.arg);
+                            let bytes = fill(arg, &ctx, &mut scratch.arg);
                             if n == 0 {
-                                slot = Slot::of(&scratch.arg).get();
+                                slot = Slot::of(bytes).get();
                             }
-                            cmd.arg(&scratch.arg[..]);
+                            cmd.arg(bytes);
                         }
                         out.cmds.push(Routed { cmd, slot });
                     }
@@ -214,12 +228,11 @@ impl Renderer {
                 cmd.arg("EVALSHA").arg(sha).arg(key_templates.len());
                 let mut slot = 0;
                 for (n, t) in key_templates.iter().chain(args).enumerate() {
-                    scratch.arg.clear();
-                    t.render_into(&ctx, &mut scratch.arg);
+                    let bytes = fill(t, &ctx, &mut scratch.arg);
                     if n == 0 {
-                        slot = Slot::of(&scratch.arg).get();
+                        slot = Slot::of(bytes).get();
                     }
-                    cmd.arg(&scratch.arg[..]);
+                    cmd.arg(bytes);
                 }
                 out.cmds.push(Routed { cmd, slot });
                 out.id = id;
@@ -241,5 +254,50 @@ mod tests {
     fn sha1_matches_redis() {
         // SCRIPT LOAD "return 1" answers this hash.
         assert_eq!(sha1_hex(b"return 1"), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+    }
+
+    #[test]
+    fn rendering_into_reused_commands_matches_rendering_afresh() {
+        let workload = crate::spec::parse(
+            std::path::Path::new("reuse.toml"),
+            r#"
+[load]
+duration = "1s"
+[keys]
+value_size = { min = 4, max = 40 }
+[[op]]
+name = "profile"
+pipeline = [
+  ["HSET", "{user:$id}:profile", "name", "user-$id", "op", "$uid"],
+  ["EXPIRE", "{user:$id}:profile", 60],
+  ["SET", "{user:$id}:last", "$value"],
+]
+[[op]]
+name = "get"
+command = ["GET", "key:$id"]
+"#,
+        )
+        .unwrap();
+        let renderer = Renderer::new(&workload.ops);
+        let space = crate::driver::keys::KeySpace::new(1000, crate::spec::Distribution::Uniform, 4, 40);
+        let (mut keys_a, mut keys_b) = (space.chooser(7, 0, 1), space.chooser(7, 0, 1));
+        let (mut scratch_a, mut scratch_b) = (Scratch::default(), Scratch::default());
+        let mut reused = Rendered::default();
+        // Longer op, shorter op, longer again: spares are cleared, and none is left over.
+        for (uid, kind) in [0, 1, 0, 1, 0].into_iter().enumerate() {
+            renderer.render_into(OpKind(kind), &mut keys_a, uid as u64, &mut scratch_a, &mut reused);
+            let fresh = renderer.render(OpKind(kind), &mut keys_b, uid as u64, &mut scratch_b);
+            let packed = |r: &Rendered| -> Vec<(Vec<u8>, u16)> {
+                r.cmds.iter().map(|c| (c.cmd.get_packed_command(), c.slot)).collect()
+            };
+            assert_eq!(packed(&reused), packed(&fresh), "op {uid}");
+            assert_eq!(reused.id, fresh.id);
+            assert_eq!(reused.cmds.len(), if kind == 0 { 3 } else { 1 });
+        }
+        let expire = String::from_utf8(reused.cmds[1].cmd.get_packed_command()).unwrap();
+        assert!(
+            expire.starts_with("*3\r\n$6\r\nEXPIRE\r\n") && expire.ends_with("$2\r\n60\r\n"),
+            "{expire:?}"
+        );
     }
 }

@@ -23,36 +23,83 @@ use crate::cluster::topology::View;
 use crate::history::ErrorClass;
 
 /// Which node serves each slot.
+///
+/// Every command of every op looks its slot up here, at a random slot: a slot holds a
+/// 2-byte index into the table's nodes rather than a 32-byte address, so the whole table is
+/// 32 KiB and stays in cache (16384 addresses would be 512 KiB, a cache miss per command).
 #[derive(Debug, Clone)]
 pub struct SlotTable {
-    owner: Vec<Option<SocketAddr>>,
+    /// The nodes the table has named, in order of first mention (a node that lost all its
+    /// slots to MOVED replies stays listed, owning none).
+    addrs: Vec<SocketAddr>,
+    /// Per slot, an index into `addrs`, or [`NO_OWNER`].
+    owner: Vec<u16>,
 }
+
+/// A slot no node serves.
+const NO_OWNER: u16 = u16::MAX;
 
 impl SlotTable {
     /// The table a `CLUSTER NODES` view describes. A primary flagged as failed keeps its
     /// slots until a replica takes them over: an application's client keeps sending there
     /// too, and meets the same timeouts.
     pub fn from_view(view: &View) -> SlotTable {
-        let mut owner = vec![None; usize::from(SLOT_COUNT)];
+        let mut table = SlotTable { addrs: Vec::new(), owner: vec![NO_OWNER; usize::from(SLOT_COUNT)] };
         for node in view.nodes.iter().filter(|n| n.is_primary()) {
             let Ok(addr) = node.addr.parse() else { continue };
+            let index = table.index(addr);
             for r in &node.slots {
-                for s in r.start..=r.end {
-                    owner[usize::from(s)] = Some(addr);
-                }
+                table.owner[usize::from(r.start)..=usize::from(r.end)].fill(index);
             }
         }
-        SlotTable { owner }
+        table
     }
 
     /// The node serving `slot`, if the table knows one.
     pub fn owner(&self, slot: u16) -> Option<SocketAddr> {
-        self.owner[usize::from(slot)]
+        match self.owner[usize::from(slot)] {
+            NO_OWNER => None,
+            i => Some(self.addrs[usize::from(i)]),
+        }
+    }
+
+    /// Note that `addr` serves `slot`.
+    fn set_owner(&mut self, slot: u16, addr: SocketAddr) {
+        self.owner[usize::from(slot)] = self.index(addr);
+    }
+
+    /// `addr`'s index in `addrs`, adding it if it is new.
+    fn index(&mut self, addr: SocketAddr) -> u16 {
+        let index = match self.addrs.iter().position(|a| *a == addr) {
+            Some(i) => i,
+            None => {
+                self.addrs.push(addr);
+                self.addrs.len() - 1
+            }
+        };
+        // A cluster has at most 16384 primaries that serve slots, and MOVED replies name
+        // only nodes that serve one, so the index fits.
+        u16::try_from(index).expect("fewer than 65535 nodes")
+    }
+
+    /// How many slots some node serves.
+    fn covered(&self) -> usize {
+        self.owner.iter().filter(|&&o| o != NO_OWNER).count()
+    }
+
+    /// True when both tables give every slot the same owner (however they number nodes).
+    fn same_owners(&self, other: &SlotTable) -> bool {
+        (0..SLOT_COUNT).all(|s| self.owner(s) == other.owner(s))
     }
 
     /// Every node that serves some slot.
     pub fn nodes(&self) -> Vec<SocketAddr> {
-        let mut v: Vec<SocketAddr> = self.owner.iter().flatten().copied().collect();
+        let mut serves = vec![false; self.addrs.len()];
+        for &o in self.owner.iter().filter(|&&o| o != NO_OWNER) {
+            serves[usize::from(o)] = true;
+        }
+        let mut v: Vec<SocketAddr> =
+            self.addrs.iter().zip(serves).filter(|(_, serves)| *serves).map(|(a, _)| *a).collect();
         v.sort();
         v.dedup();
         v
@@ -125,7 +172,7 @@ impl Router {
             let mut guard = self.table.write().expect("slot table lock");
             if guard.owner(slot) != Some(addr) {
                 let mut table = (**guard).clone();
-                table.owner[usize::from(slot)] = Some(addr);
+                table.set_owner(slot, addr);
                 *guard = Arc::new(table);
                 self.epoch.fetch_add(1, Ordering::AcqRel);
             }
@@ -165,12 +212,12 @@ impl Router {
         .await;
         let best = views.into_iter().flatten().max_by_key(|v| {
             let max_epoch = v.nodes.iter().map(|n| n.config_epoch).max().unwrap_or(0);
-            (SlotTable::from_view(v).owner.iter().filter(|o| o.is_some()).count(), max_epoch)
+            (SlotTable::from_view(v).covered(), max_epoch)
         });
         if let Some(view) = best {
             let table = SlotTable::from_view(&view);
             let mut guard = self.table.write().expect("slot table lock");
-            if guard.owner != table.owner {
+            if !guard.same_owners(&table) {
                 *guard = Arc::new(table);
                 self.epoch.fetch_add(1, Ordering::AcqRel);
             }
@@ -256,5 +303,29 @@ c 10.0.0.3:6379@16379 slave a 0 0 1 connected
         assert_eq!(t.owner(8191), Some("10.0.0.1:6379".parse().unwrap()));
         assert_eq!(t.owner(8192), Some("10.0.0.2:6379".parse().unwrap()));
         assert_eq!(t.nodes().len(), 2);
+    }
+
+    #[test]
+    fn moved_slots_change_owner_and_a_node_left_without_slots_is_no_longer_listed() {
+        let view = View::parse(
+            "a 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-1
+b 10.0.0.2:6379@16379 master - 0 0 2 connected 2-16383
+",
+        )
+        .unwrap();
+        let a: SocketAddr = "10.0.0.1:6379".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:6379".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:6379".parse().unwrap();
+        let before = SlotTable::from_view(&view);
+        let mut t = before.clone();
+        t.set_owner(0, c);
+        t.set_owner(1, b);
+        assert_eq!((t.owner(0), t.owner(1), t.owner(2)), (Some(c), Some(b), Some(b)));
+        assert_eq!(t.nodes(), vec![b, c], "a owns nothing any more");
+        assert!(!t.same_owners(&before));
+        t.set_owner(0, a);
+        t.set_owner(1, a);
+        assert!(t.same_owners(&before), "same owners, though the nodes are numbered differently");
+        assert_eq!(t.covered(), 16384);
     }
 }
