@@ -251,10 +251,25 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     print!("{}", crate::report::fault_lines(&report.faults));
     print!("{}", crate::report::lost_write_lines(&report.lost_writes, &report.faults));
     println!("results: {} (report.html, summary.md, plots)", report.dir.display());
+    if !report.verdicts.is_empty() {
+        print!("{}", crate::report::verdicts_markdown(&report.verdicts));
+    }
     if let Some(signal) = report.interrupted {
         return Err(Exit {
             code: exit::INTERRUPTED,
             message: format!("interrupted by {signal}; results so far are in {}", report.dir.display()),
+        }
+        .into());
+    }
+    if crate::check::slo::overall(&report.verdicts) == crate::check::slo::Outcome::Fail {
+        let failed = report.verdicts.iter().filter(|v| v.outcome == crate::check::slo::Outcome::Fail).count();
+        return Err(Exit {
+            code: exit::SLO_VIOLATED,
+            message: format!(
+                "{failed} of {} SLOs violated; see {}",
+                report.verdicts.len(),
+                report.dir.join("junit.xml").display()
+            ),
         }
         .into());
     }

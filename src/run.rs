@@ -17,6 +17,7 @@ use crate::backend::docker::DockerCluster;
 use crate::backend::docker::{self as docker_backend, RunId};
 use crate::backend::{self, BackendError};
 use crate::check::lost_writes::{self, LostWrites};
+use crate::check::slo::Verdict;
 use crate::check::{self, failover::FailoverConfig, failover::FaultReport};
 use crate::cluster::{self, ClusterError};
 use crate::driver::keys::KeySpace;
@@ -93,6 +94,8 @@ pub struct RunReport {
     pub faults: Vec<FaultReport>,
     /// The lost-writes verdict of each set-full op (`SADD <key> $uid`).
     pub lost_writes: Vec<LostWrites>,
+    /// The workload's SLOs, judged.
+    pub verdicts: Vec<Verdict>,
 }
 
 /// The cluster a run drives, once it is there.
@@ -353,10 +356,32 @@ async fn drive_and_record(
         shards,
         interrupted: interrupted.map(|s| format!("interrupted by {s}")),
     };
-    report::write_results(&dir, &history, &meta, &faults, &lost_writes, &samples)
-        .map_err(|source| RunError::Results { dir: dir.clone(), source })?;
+    let measured = check::slo::Measured {
+        lost_writes: (!lost_writes.is_empty()).then(|| lost_writes.iter().map(LostWrites::lost).sum()),
+        over_admissions: None,
+    };
+    let verdicts = check::slo::evaluate(&workload.slo, &history, &faults, &measured);
+    let results = report::write_results(&dir, &history, &meta, &faults, &lost_writes, &samples, &verdicts)
+        .and_then(|()| report::write_junit(&dir.join("junit.xml"), &workload.name, &verdicts))
+        .and_then(|()| std::fs::write(dir.join("slo.md"), report::verdicts_markdown(&verdicts)));
+    results.map_err(|source| RunError::Results { dir: dir.clone(), source })?;
     report::build_reports(&dir)?;
-    Ok(RunReport { dir, history, interrupted, faults, lost_writes })
+    append_step_summary(&dir, &verdicts);
+    Ok(RunReport { dir, history, interrupted, faults, lost_writes, verdicts })
+}
+
+/// On GitHub Actions, add the verdicts to the job's summary page.
+fn append_step_summary(dir: &std::path::Path, verdicts: &[Verdict]) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
+    let text = format!("### slotstorm: {}\n\n{}\n", dir.display(), report::verdicts_markdown(verdicts));
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("could not append to GITHUB_STEP_SUMMARY ({}): {e}", std::path::Path::new(&path).display());
+    }
 }
 
 /// Read back every set-full op's sets once the cluster has settled, and judge them.

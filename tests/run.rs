@@ -368,3 +368,63 @@ command = ["SADD", "{reg:$id}", "$uid"]
     assert_eq!(lost.lost(), 0, "{lost:?}");
     assert_eq!((lost.unknown, lost.failed, lost.unjudged), (0, 0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_violated_slo_exits_1_with_a_junit_naming_it_and_met_slos_exit_0() {
+    let tc = TestCluster::start("slo", &EmbeddedSpec::default()).await;
+    let dir = TempDir::new("slo");
+    let body = |p99: &str| {
+        format!(
+            "{}\n[load]\nduration = \"2s\"\nmode = \"closed\"\nconcurrency = 4\n\n[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n\n[slo]\nmin_throughput = 10\n[slo.p99]\nget = \"{p99}\"\n",
+            external_cluster_toml(&tc)
+        )
+    };
+    for (name, p99, code) in [("slo-violated", "1us", 1), ("slo-met", "5s", 0)] {
+        let path = dir.write(&format!("{name}.toml"), &format!("name = \"{name}\"\n{}", body(p99)));
+        let results = dir.0.join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+            .arg("run")
+            .arg(&path)
+            .arg("--results")
+            .arg(&results)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
+        let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
+        let junit = std::fs::read_to_string(folder.join("junit.xml")).unwrap();
+        // Well-formed XML, with one failure exactly when the p99 SLO is violated.
+        let mut reader = quick_xml::Reader::from_str(&junit);
+        let mut failures = Vec::new();
+        let mut cases = 0;
+        let mut current = String::new();
+        loop {
+            match reader.read_event().unwrap_or_else(|e| panic!("junit.xml does not parse: {e}\n{junit}")) {
+                quick_xml::events::Event::Eof => break,
+                quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                    match e.name().as_ref().to_string().as_str() {
+                        "testcase" => {
+                            cases += 1;
+                            current = e
+                                .try_get_attribute("name")
+                                .unwrap()
+                                .map(|a| a.value.to_string())
+                                .unwrap_or_default();
+                        }
+                        "failure" => failures.push(current.clone()),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(cases, 2, "{junit}");
+        if code == 1 {
+            assert_eq!(failures.len(), 1, "{junit}");
+            assert!(failures[0].contains("p99") && failures[0].contains("get"), "{failures:?}");
+            assert!(stderr.contains("1 of 2 SLOs violated"), "{stderr}");
+        } else {
+            assert!(failures.is_empty(), "{junit}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::check::failover::FaultReport;
 use crate::check::lost_writes::LostWrites;
+use crate::check::slo::Verdict;
 use crate::history::{ErrorClass, History, OpStats};
 use crate::observe::NodeSample;
 
@@ -54,10 +55,12 @@ pub fn write_results(
     faults: &[FaultReport],
     lost_writes: &[LostWrites],
     samples: &[NodeSample],
+    verdicts: &[Verdict],
 ) -> io::Result<()> {
     let mut run = run_json(history, meta);
     run["faults"] = serde_json::to_value(faults)?;
     run["lost_writes"] = serde_json::to_value(lost_writes)?;
+    run["slo_verdicts"] = serde_json::to_value(verdicts)?;
     write_json(&dir.join("run.json"), &run)?;
     write_nodes(&dir.join("nodes.csv"), samples)?;
     crate::history::store::save(&dir.join(crate::history::store::FILE), history)?;
