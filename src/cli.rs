@@ -250,6 +250,7 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     print!("{}", crate::report::summary_table(&report.history));
     print!("{}", crate::report::fault_lines(&report.faults));
     print!("{}", crate::report::lost_write_lines(&report.lost_writes, &report.faults));
+    print!("{}", crate::report::over_admission_lines(&report.over_admissions));
     println!("results: {} (report.html, summary.md, plots)", report.dir.display());
     if !report.verdicts.is_empty() {
         print!("{}", crate::report::verdicts_markdown(&report.verdicts));

@@ -17,6 +17,7 @@ use crate::backend::docker::DockerCluster;
 use crate::backend::docker::{self as docker_backend, RunId};
 use crate::backend::{self, BackendError};
 use crate::check::lost_writes::{self, LostWrites};
+use crate::check::rate_limit::{self, OverAdmission};
 use crate::check::slo::Verdict;
 use crate::check::{self, failover::FailoverConfig, failover::FaultReport};
 use crate::cluster::{self, ClusterError};
@@ -94,6 +95,8 @@ pub struct RunReport {
     pub faults: Vec<FaultReport>,
     /// The lost-writes verdict of each set-full op (`SADD <key> $uid`).
     pub lost_writes: Vec<LostWrites>,
+    /// The over-admission verdict of each rate-limiter op.
+    pub over_admissions: Vec<OverAdmission>,
     /// The workload's SLOs, judged.
     pub verdicts: Vec<Verdict>,
 }
@@ -356,18 +359,31 @@ async fn drive_and_record(
         shards,
         interrupted: interrupted.map(|s| format!("interrupted by {s}")),
     };
+    let over_admissions: Vec<OverAdmission> = plan
+        .renderer
+        .limiter_ops()
+        .into_iter()
+        .map(|(kind, name, limit, window)| rate_limit::check(&history.ops, kind, &name, limit, window))
+        .collect();
     let measured = check::slo::Measured {
         lost_writes: (!lost_writes.is_empty()).then(|| lost_writes.iter().map(LostWrites::lost).sum()),
-        over_admissions: None,
+        over_admissions: (!over_admissions.is_empty())
+            .then(|| over_admissions.iter().map(|o| o.over_windows).sum()),
     };
     let verdicts = check::slo::evaluate(&workload.slo, &history, &faults, &measured);
-    let results = report::write_results(&dir, &history, &meta, &faults, &lost_writes, &samples, &verdicts)
+    let findings = report::Findings {
+        faults: &faults,
+        lost_writes: &lost_writes,
+        over_admissions: &over_admissions,
+        verdicts: &verdicts,
+    };
+    let results = report::write_results(&dir, &history, &meta, &findings, &samples)
         .and_then(|()| report::write_junit(&dir.join("junit.xml"), &workload.name, &verdicts))
         .and_then(|()| std::fs::write(dir.join("slo.md"), report::verdicts_markdown(&verdicts)));
     results.map_err(|source| RunError::Results { dir: dir.clone(), source })?;
     report::build_reports(&dir)?;
     append_step_summary(&dir, &verdicts);
-    Ok(RunReport { dir, history, interrupted, faults, lost_writes, verdicts })
+    Ok(RunReport { dir, history, interrupted, faults, lost_writes, over_admissions, verdicts })
 }
 
 /// On GitHub Actions, add the verdicts to the job's summary page.

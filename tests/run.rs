@@ -248,6 +248,9 @@ args = ["25", "60", "$now"]
     assert!(replies.len() > 100, "{} calls", replies.len());
     assert_eq!(replies.len(), report.history.ops.len(), "every call answered");
     assert_eq!(replies.iter().filter(|&&r| r == 1).count(), 25, "one key, one 60 s window, limit 25");
+    // The over-admission check agrees: the limiter held.
+    let over = &report.over_admissions[0];
+    assert_eq!((over.limit, over.admitted, over.over_windows), (25, 25, 0), "{over:?}");
     // The admitted ones came first.
     let first_denied = replies.iter().position(|&r| r == 0).unwrap();
     assert!(replies[..first_denied].iter().all(|&r| r == 1) || first_denied >= 21);

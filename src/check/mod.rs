@@ -3,5 +3,6 @@
 
 pub mod failover;
 pub mod lost_writes;
+pub mod rate_limit;
 pub mod slo;
 pub mod windows;

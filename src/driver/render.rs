@@ -134,6 +134,30 @@ impl Renderer {
         OpKind(self.cumulative.partition_point(|&c| c <= r) as u16)
     }
 
+    /// The rate-limiter ops: scripts called, like the seed's sliding-window limiter, with
+    /// `ARGV = [limit, window seconds, $now]` (literal limit and window), whose reply 1
+    /// means admitted. Returns each with its limit and window.
+    pub fn limiter_ops(&self) -> Vec<(OpKind, String, u64, std::time::Duration)> {
+        let number = |a: &ArgTemplate| std::str::from_utf8(a.as_literal()?).ok()?.trim().parse::<f64>().ok();
+        self.ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match &op.body {
+                Body::Script { args, .. } if args.len() == 3 && args[2].parts() == [Part::Now] => {
+                    let limit = number(&args[0]).filter(|l| *l >= 0.0 && l.fract() == 0.0)? as u64;
+                    let window = number(&args[1]).filter(|w| *w > 0.0 && w.is_finite())?;
+                    Some((
+                        OpKind(i as u16),
+                        op.name.clone(),
+                        limit,
+                        std::time::Duration::from_secs_f64(window),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The set-full ops: those whose one command is `SADD <key> $uid`. Each add writes a
     /// run-unique id, so the sets can be read back after the run to find lost writes.
     pub fn set_full_ops(&self) -> Vec<(OpKind, String)> {

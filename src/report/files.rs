@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::check::failover::FaultReport;
 use crate::check::lost_writes::LostWrites;
+use crate::check::rate_limit::OverAdmission;
 use crate::check::slo::Verdict;
 use crate::history::{ErrorClass, History, OpStats};
 use crate::observe::NodeSample;
@@ -23,6 +24,18 @@ pub struct Shard {
     pub name: String,
     /// Its slot ranges, inclusive.
     pub ranges: Vec<(u16, u16)>,
+}
+
+/// What the checkers found, as `run.json` records it.
+pub struct Findings<'a> {
+    /// Each fault, measured.
+    pub faults: &'a [FaultReport],
+    /// Each set-full op's lost writes.
+    pub lost_writes: &'a [LostWrites],
+    /// Each limiter op's over-admissions.
+    pub over_admissions: &'a [OverAdmission],
+    /// The SLO verdicts.
+    pub verdicts: &'a [Verdict],
 }
 
 /// What a run's files say besides the history.
@@ -52,15 +65,14 @@ pub fn write_results(
     dir: &Path,
     history: &History,
     meta: &RunMeta,
-    faults: &[FaultReport],
-    lost_writes: &[LostWrites],
+    findings: &Findings<'_>,
     samples: &[NodeSample],
-    verdicts: &[Verdict],
 ) -> io::Result<()> {
     let mut run = run_json(history, meta);
-    run["faults"] = serde_json::to_value(faults)?;
-    run["lost_writes"] = serde_json::to_value(lost_writes)?;
-    run["slo_verdicts"] = serde_json::to_value(verdicts)?;
+    run["faults"] = serde_json::to_value(findings.faults)?;
+    run["lost_writes"] = serde_json::to_value(findings.lost_writes)?;
+    run["over_admissions"] = serde_json::to_value(findings.over_admissions)?;
+    run["slo_verdicts"] = serde_json::to_value(findings.verdicts)?;
     write_json(&dir.join("run.json"), &run)?;
     write_nodes(&dir.join("nodes.csv"), samples)?;
     crate::history::store::save(&dir.join(crate::history::store::FILE), history)?;

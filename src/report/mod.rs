@@ -10,12 +10,12 @@ mod markdown;
 mod plots;
 mod summary;
 
-pub use files::{RunMeta, Shard, write_results};
+pub use files::{Findings, RunMeta, Shard, write_results};
 pub use html::write_reports;
 pub use junit::{junit_xml, write_junit};
 pub use markdown::verdicts_markdown;
 pub use plots::{PlotError, write_plots};
-pub use summary::{fault_lines, lost_write_lines, summary_table};
+pub use summary::{fault_lines, lost_write_lines, over_admission_lines, summary_table};
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::check::failover::{FaultReport, Impact};
 use crate::check::lost_writes::LostWrites;
+use crate::check::rate_limit::OverAdmission;
 use crate::history::{ErrorClass, History, OpStats};
 
 /// Per op: count, ok, errors, rate and latency percentiles (warm-up excluded), then the
@@ -157,6 +158,25 @@ pub fn lost_write_lines(checks: &[LostWrites], faults: &[FaultReport]) -> String
             } else {
                 String::new()
             },
+        );
+    }
+    out
+}
+
+/// One line per rate-limiter op: admissions, and windows over the limit.
+pub fn over_admission_lines(checks: &[OverAdmission]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let worst = match (c.worst_key, c.worst_at_us) {
+            (Some(k), Some(at)) => {
+                format!(", worst {} over the limit for id {k} at {:.1}s", c.worst_excess, at as f64 / 1e6)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "rate limit, {}: {} of {} calls admitted (limit {} per {}s); {} windows over the limit{worst}",
+            c.op, c.admitted, c.calls, c.limit, c.window_s, c.over_windows
         );
     }
     out
