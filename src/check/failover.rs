@@ -301,7 +301,7 @@ fn disruption_threshold(history: &History, config: &FailoverConfig, t0: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{ErrorClass, Event, OpKind};
+    use crate::history::{ErrorClass, Event};
     use std::time::{Duration, SystemTime};
 
     fn ev(at_ms: u64, kind: EventKind) -> Event {
@@ -309,18 +309,7 @@ mod tests {
     }
 
     fn op(start_ms: u64, latency_ms: u64, outcome: Outcome, slot: u16) -> OpEvent {
-        OpEvent {
-            start_us: start_ms * 1000,
-            latency_us: latency_ms * 1000,
-            kind: OpKind(0),
-            slot,
-            id: 0,
-            uid: 0,
-            sent_us: 0,
-            outcome,
-            attempts: 1,
-            reply: None,
-        }
+        OpEvent::sample(start_ms, latency_ms, 0, slot, outcome)
     }
 
     fn s(x: &str) -> String {

@@ -99,21 +99,10 @@ pub fn windows<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{OpKind, Outcome};
+    use crate::history::Outcome;
 
     fn op(start_ms: u64, latency_ms: u64, outcome: Outcome, slot: u16) -> OpEvent {
-        OpEvent {
-            start_us: start_ms * 1000,
-            latency_us: latency_ms * 1000,
-            kind: OpKind(0),
-            slot,
-            id: 0,
-            uid: 0,
-            sent_us: 0,
-            outcome,
-            attempts: 1,
-            reply: None,
-        }
+        OpEvent::sample(start_ms, latency_ms, 0, slot, outcome)
     }
 
     #[test]

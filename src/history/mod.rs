@@ -148,6 +148,26 @@ pub struct OpEvent {
     pub reply: Option<i64>,
 }
 
+#[cfg(test)]
+impl OpEvent {
+    /// A test op: started at `start_ms` (and sent then), `latency_ms` long, of op `kind`, on
+    /// `slot`, ending in `outcome`; ids zero, one attempt, no reply.
+    pub(crate) fn sample(start_ms: u64, latency_ms: u64, kind: u16, slot: u16, outcome: Outcome) -> OpEvent {
+        OpEvent {
+            start_us: start_ms * 1000,
+            latency_us: latency_ms * 1000,
+            kind: OpKind(kind),
+            slot,
+            id: 0,
+            uid: 0,
+            sent_us: start_ms * 1000,
+            outcome,
+            attempts: 1,
+            reply: None,
+        }
+    }
+}
+
 /// One failed attempt of one request (a command or sub-pipeline sent to one node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorEvent {

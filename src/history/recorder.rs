@@ -148,18 +148,7 @@ mod tests {
     use crate::history::{ErrorClass, OpKind};
 
     fn op(kind: u16, start_us: u64, latency_us: u64, outcome: Outcome) -> OpEvent {
-        OpEvent {
-            start_us,
-            latency_us,
-            kind: OpKind(kind),
-            slot: 0,
-            id: 0,
-            uid: 0,
-            sent_us: 0,
-            outcome,
-            attempts: 1,
-            reply: None,
-        }
+        OpEvent { start_us, latency_us, ..OpEvent::sample(0, 0, kind, 0, outcome) }
     }
 
     #[test]

@@ -16,18 +16,7 @@ const VICTIM: u16 = 5;
 const OTHER: u16 = 150;
 
 fn op(start_ms: u64, latency_ms: u64, kind: OpKind, slot: u16, outcome: OpOutcome) -> OpEvent {
-    OpEvent {
-        start_us: start_ms * 1000,
-        latency_us: latency_ms * 1000,
-        kind,
-        slot,
-        id: 0,
-        uid: 0,
-        sent_us: start_ms * 1000,
-        outcome,
-        attempts: 1,
-        reply: None,
-    }
+    OpEvent::sample(start_ms, latency_ms, kind.0, slot, outcome)
 }
 
 fn injected(at_ms: u64, fault: usize, primary: bool) -> Event {
