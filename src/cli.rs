@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::backend::docker::{self, RunId};
 use crate::backend::{self, BackendError, image};
 use crate::cluster::{self, Layout};
+use crate::compare::matrix::Axis;
+use crate::compare::{CompareError, CompareOptions, RunStatus};
 use crate::embedded::{self, EmbeddedSpec, UpError};
 use crate::run::{RunError, RunOptions};
 use crate::{shutdown, spec};
@@ -42,9 +44,13 @@ pub struct Cli {
 enum Command {
     /// Run a workload: bring up its cluster, drive it, write results/<time>-<name>/.
     Run(RunArgs),
-    /// Rebuild a results folder's plots, report.html and summary.md from its saved files.
+    /// Run a workload with its faults over a matrix of settings, each run on a fresh
+    /// cluster, and compare them: results/compare-<time>/.
+    Compare(CompareArgs),
+    /// Rebuild a results folder's plots, report.html and summary.md from its saved files
+    /// (a run's folder or a comparison's).
     Report {
-        /// The results folder (results/<time>-<name>).
+        /// The results folder (results/<time>-<name> or results/compare-<time>).
         dir: PathBuf,
     },
     /// Check a workload file and print what it resolves to; starts nothing.
@@ -74,6 +80,34 @@ struct RunArgs {
     #[arg(long)]
     keep: bool,
     /// Where results folders go.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The workload file; its cluster must be embedded.
+    file: PathBuf,
+    /// The chaos file, instead of the workload's `chaos`.
+    #[arg(long)]
+    chaos: Option<PathBuf>,
+    /// cluster-node-timeout values to compare, e.g. 1000,2000,5000,15000 (milliseconds, or
+    /// with a unit: 1s,2500ms).
+    #[arg(long, value_name = "LIST")]
+    node_timeout: Option<String>,
+    /// A redis.conf directive's values to compare, as name=v1,v2 (repeatable: one axis each).
+    #[arg(long = "config", value_name = "NAME=LIST")]
+    config: Vec<String>,
+    /// The client's request timeouts to compare, e.g. 250ms,1s.
+    #[arg(long, value_name = "LIST")]
+    request_timeout: Option<String>,
+    /// The client's retry counts to compare, e.g. 0,3.
+    #[arg(long, value_name = "LIST")]
+    retries: Option<String>,
+    /// Runs per combination of settings.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Where the compare-<time> folder goes.
     #[arg(long, default_value = "results")]
     results: PathBuf,
 }
@@ -171,6 +205,7 @@ pub struct Exit {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_workload(args).await,
+        Command::Compare(args) => compare(args).await,
         Command::Validate { file } => validate(&file),
         Command::Report { dir } => rebuild_report(&dir),
         Command::Image { command: ImageCommand::Build { force } } => image_build(force).await,
@@ -203,12 +238,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
         }
         match cause.downcast_ref::<RunError>() {
-            Some(RunError::Up(UpError::Backend(b)) | RunError::Backend(b)) => {
-                return if b.is_setup() { exit::BAD_INPUT } else { exit::HARNESS };
-            }
-            Some(RunError::Seeds(_) | RunError::Unsupported(_)) => return exit::BAD_INPUT,
             Some(RunError::Interrupted(_)) => return exit::INTERRUPTED,
-            _ => {}
+            Some(e) => return if e.is_setup() { exit::BAD_INPUT } else { exit::HARNESS },
+            None => {}
         }
     }
     exit::HARNESS
@@ -244,7 +276,7 @@ fn validate(file: &Path) -> Result<()> {
 
 async fn run_workload(args: RunArgs) -> Result<()> {
     let workload = load_workload(&args.file)?;
-    let opts = RunOptions { keep: args.keep, results_root: args.results };
+    let opts = RunOptions { keep: args.keep, results_root: args.results, ..RunOptions::default() };
     let report = crate::run::run(&workload, &opts).await?;
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
@@ -277,11 +309,91 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// The axes of a comparison from its flags; a bad value is exit code 2.
+fn compare_axes(args: &CompareArgs) -> Result<Vec<Axis>> {
+    let mut axes = Vec::new();
+    let mut add = |axis: Result<Axis, String>| {
+        axes.push(axis.map_err(|message| Exit { code: exit::BAD_INPUT, message })?);
+        Ok::<(), anyhow::Error>(())
+    };
+    if let Some(v) = &args.node_timeout {
+        add(Axis::node_timeouts(v))?;
+    }
+    for c in &args.config {
+        add(Axis::redis(c))?;
+    }
+    if let Some(v) = &args.request_timeout {
+        add(Axis::request_timeouts(v))?;
+    }
+    if let Some(v) = &args.retries {
+        add(Axis::retries(v))?;
+    }
+    Ok(axes)
+}
+
+async fn compare(args: CompareArgs) -> Result<()> {
+    let mut workload = load_workload(&args.file)?;
+    if let Some(chaos) = &args.chaos {
+        let plan =
+            spec::load_chaos(chaos).map_err(|e| Exit { code: exit::BAD_INPUT, message: e.to_string() })?;
+        workload.chaos = Some(plan);
+    }
+    let opts = CompareOptions { axes: compare_axes(&args)?, repeat: args.repeat, results_root: args.results };
+    let report = crate::compare::compare(&workload, &opts).await.map_err(|e| match e {
+        CompareError::Input(message) => Exit { code: exit::BAD_INPUT, message }.into(),
+        CompareError::Setup { run, source } => {
+            let code = exit::BAD_INPUT;
+            anyhow::Error::new(Exit { code, message: format!("run {run} of the comparison: {source}") })
+        }
+        e => anyhow::Error::new(e),
+    })?;
+    eprintln!();
+    print!("{}", std::fs::read_to_string(report.dir.join("summary.md")).unwrap_or_default());
+    for (run, why) in &report.built.unreadable {
+        eprintln!("left out {run}: {why}");
+    }
+    println!("results: {} (report.html, summary.md, phases.png, impact.png)", report.dir.display());
+    if let Some(signal) = report.interrupted {
+        return Err(Exit {
+            code: exit::INTERRUPTED,
+            message: format!("interrupted by {signal}; the runs made are in {}", report.dir.display()),
+        }
+        .into());
+    }
+    let failed =
+        report.manifest.cells.iter().flat_map(|c| &c.runs).filter(|r| r.status == RunStatus::Failed).count();
+    if failed > 0 {
+        return Err(Exit {
+            code: exit::HARNESS,
+            message: format!(
+                "{failed} runs of the comparison failed; see {}",
+                report.dir.join("summary.md").display()
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 fn rebuild_report(dir: &Path) -> Result<()> {
+    if dir.join(crate::compare::MANIFEST).is_file() {
+        let built = crate::compare::report::build(dir)?;
+        for (run, why) in &built.unreadable {
+            eprintln!("left out {run}: {why}");
+        }
+        for path in built.written {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     if !dir.join("run.json").is_file() {
         return Err(Exit {
             code: exit::BAD_INPUT,
-            message: format!("{} is not a results folder (no run.json in it)", dir.display()),
+            message: format!(
+                "{} is not a results folder (no run.json or {} in it)",
+                dir.display(),
+                crate::compare::MANIFEST
+            ),
         }
         .into());
     }

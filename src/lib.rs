@@ -8,17 +8,25 @@
 //! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
 //! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status |
 //! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing |
+//! | [`driver`] | the load: key choice, templates, open/closed-loop pacing, slot routing, the client policy |
+//! | [`nemesis`] | the fault schedule: targets, injection through the Docker API, healing on every exit |
+//! | [`observe`] | the failover detector: per-node pollers and node-log followers, emitting events |
+//! | [`history`] | the one history: ops, attempt errors, events, per-interval histograms |
+//! | [`check`] | pure checks over a history: windows, failover phases, lost writes, over-admission, SLOs |
+//! | [`report`] | the results folder: data files, plots, `report.html`, `summary.md`, JUnit |
+//! | [`run`] | one run, start to end, cleaning up on every exit path |
+//! | [`compare`] | a workload over a matrix of settings with repeats, and the comparative report |
 //! | [`shutdown`] | the signals that end a command early |
 //! | [`cli`] | clap commands and exit codes; wiring only |
 //!
 //! Data flows one way, as `DESIGN.md` lays out: spec → (backend + cluster) → (driver ‖
-//! nemesis ‖ observe) → history → check → report. Modules for the later stages arrive with
-//! the features that need them.
+//! nemesis ‖ observe) → history → check → report; `compare` runs `run` over a matrix.
 
 pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod driver;
 pub mod embedded;
 pub mod history;

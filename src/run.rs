@@ -41,12 +41,55 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const OBSERVER_POLL: Duration = Duration::from_millis(50);
 
 /// Options of `slotstorm run` beyond the workload file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Leave the embedded cluster running afterwards.
     pub keep: bool,
     /// Where results folders go (`results/`).
     pub results_root: PathBuf,
+    /// Write the results into exactly this folder (created; it must not exist) instead of a
+    /// new `<time>-<name>` folder under `results_root`: `compare` places its runs so.
+    pub exact_dir: Option<PathBuf>,
+    /// Put in front of every progress line (`compare` says which cell is running).
+    pub progress_label: Option<ProgressLabel>,
+}
+
+/// Text for the front of a run's progress lines, given how long the load has been running.
+#[derive(Clone)]
+pub struct ProgressLabel(pub Arc<dyn Fn(Duration) -> String + Send + Sync>);
+
+impl std::fmt::Debug for ProgressLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressLabel")
+    }
+}
+
+/// What a run is stopped by: set it to end the load early; `signal` names what did.
+#[derive(Clone, Default)]
+pub struct StopSignal {
+    /// The stop every part of the run watches.
+    pub stop: Arc<Stop>,
+    /// The signal's name, once one arrived.
+    pub signal: Arc<Mutex<Option<&'static str>>>,
+}
+
+impl StopSignal {
+    /// Watch for SIGINT/SIGTERM: on one, stop and remember its name. Abort the task
+    /// returned to stop watching.
+    pub fn watch_signals(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let name = shutdown::signalled().await;
+            eprintln!("{name}: stopping the load, writing results and cleaning up…");
+            *this.signal.lock().expect("signal lock") = Some(name);
+            this.stop.stop();
+        })
+    }
+
+    /// The signal that stopped the run, if one did.
+    pub fn signalled(&self) -> Option<&'static str> {
+        *self.signal.lock().expect("signal lock")
+    }
 }
 
 /// Why a run could not happen or finish.
@@ -81,6 +124,18 @@ pub enum RunError {
     /// Interrupted before the load started; nothing was measured.
     #[error("interrupted by {0} before the load started; nothing left behind")]
     Interrupted(&'static str),
+}
+
+impl RunError {
+    /// True when the user's input or this machine's setup is at fault (exit code 2): an
+    /// unreachable engine, a taken name, a malformed seed, what cannot be done here.
+    pub fn is_setup(&self) -> bool {
+        match self {
+            RunError::Up(UpError::Backend(b)) | RunError::Backend(b) => b.is_setup(),
+            RunError::Seeds(_) | RunError::Unsupported(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What a finished (or interrupted) run leaves.
@@ -146,28 +201,24 @@ impl Drop for Teardown {
 /// [`RunError`] when the cluster cannot be had or results cannot be written; a run cut short
 /// by a signal after the load began is not an error (see [`RunReport::interrupted`]).
 pub async fn run(workload: &Workload, opts: &RunOptions) -> Result<RunReport, RunError> {
-    let stop = Arc::new(Stop::default());
-    let signal: Arc<Mutex<Option<&'static str>>> = Arc::default();
-    let watcher = {
-        let (stop, signal) = (stop.clone(), signal.clone());
-        tokio::spawn(async move {
-            let name = shutdown::signalled().await;
-            eprintln!("{name}: stopping the load, writing results and cleaning up…");
-            *signal.lock().expect("signal lock") = Some(name);
-            stop.stop();
-        })
-    };
-    let result = run_inner(workload, opts, stop, signal.clone()).await;
+    let stop = StopSignal::default();
+    let watcher = stop.watch_signals();
+    let result = run_stoppable(workload, opts, &stop).await;
     watcher.abort();
     result
 }
 
-async fn run_inner(
+/// Run `workload` until its end or until `stop` is set (by a signal watcher the caller
+/// owns: `compare` keeps one across all its runs).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_stoppable(
     workload: &Workload,
     opts: &RunOptions,
-    stop: Arc<Stop>,
-    signal: Arc<Mutex<Option<&'static str>>>,
+    stop: &StopSignal,
 ) -> Result<RunReport, RunError> {
+    let (signal, stop) = (stop.signal.clone(), stop.stop.clone());
     preflight(workload)?;
     let clock_wall = std::time::SystemTime::now();
     let mut teardown = Teardown { run: None };
@@ -278,8 +329,14 @@ async fn drive_and_record(
     let plan = Arc::new(driver_plan(workload));
     let live: driver::Live = Arc::new(Mutex::new(Aggregator::new(plan.renderer.len()).0));
     let clock = RunClock::start();
-    let dir = report::new_results_dir(&opts.results_root, &workload.name, clock.started_at)
-        .map_err(|source| RunError::Results { dir: opts.results_root.clone(), source })?;
+    let dir = match &opts.exact_dir {
+        Some(dir) => std::fs::create_dir_all(dir.parent().unwrap_or(dir))
+            .and_then(|()| std::fs::create_dir(dir))
+            .map(|()| dir.clone())
+            .map_err(|source| RunError::Results { dir: dir.clone(), source })?,
+        None => report::new_results_dir(&opts.results_root, &workload.name, clock.started_at)
+            .map_err(|source| RunError::Results { dir: opts.results_root.clone(), source })?,
+    };
     eprintln!(
         "driving {} for {:.0}s (warm-up {:.0}s); results in {}",
         workload.name,
@@ -332,7 +389,7 @@ async fn drive_and_record(
             nemesis = Some(tokio::spawn(run));
         }
     }
-    let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock));
+    let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock, opts.progress_label.clone()));
     let mut history = driver::drive(plan.clone(), router.clone(), clock, stop.clone(), live).await;
     progress.abort();
     // The nemesis heals by the end of the run on its own (or at once after a stop); wait
@@ -476,7 +533,7 @@ fn driver_plan(w: &Workload) -> DriverPlan {
 }
 
 /// A live line on a terminal, one plain line per interval otherwise (CI logs).
-async fn progress(live: driver::Live, plan: Arc<DriverPlan>, clock: RunClock) {
+async fn progress(live: driver::Live, plan: Arc<DriverPlan>, clock: RunClock, label: Option<ProgressLabel>) {
     let tty = std::io::stderr().is_terminal();
     let total = plan.duration.as_secs_f64();
     let mut shown = 0u32;
@@ -512,6 +569,10 @@ async fn progress(live: driver::Live, plan: Arc<DriverPlan>, clock: RunClock) {
             )
         };
         shown = ready;
+        let line = match &label {
+            Some(label) => format!("{} {line}", (label.0)(elapsed)),
+            None => line,
+        };
         if tty {
             eprint!("\r{line}");
         } else {

@@ -51,7 +51,7 @@ command = ["SADD", "{{user:$id}}:events", "$uid"]
     );
     let path = dir.write("w.toml", &workload);
     let w = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let opts = RunOptions { keep: false, results_root: dir.0.join("results") };
+    let opts = RunOptions { results_root: dir.0.join("results"), ..RunOptions::default() };
     let report = slotstorm::run::run(&w, &opts).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
     print!("{}", slotstorm::report::fault_lines(&report.faults));
     let run: serde_json::Value =

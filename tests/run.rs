@@ -17,7 +17,7 @@ async fn run_against(tc: &TestCluster, dir: &TempDir, name: &str, body: &str) ->
     let text = format!("name = \"{name}\"\n{}\n{body}", external_cluster_toml(tc));
     let path = dir.write(&format!("{name}.toml"), &text);
     let workload = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let opts = RunOptions { keep: false, results_root: dir.0.join("results") };
+    let opts = RunOptions { results_root: dir.0.join("results"), ..RunOptions::default() };
     slotstorm::run::run(&workload, &opts).await.unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
 

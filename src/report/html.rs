@@ -11,7 +11,7 @@ use crate::check::failover::FaultReport;
 use crate::history::{EventKind, History};
 
 /// Escape text for HTML.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -121,7 +121,7 @@ fn timeline(history: &History) -> Vec<(f64, String)> {
         .collect()
 }
 
-fn html_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
+pub(crate) fn html_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
     out.push_str("<table><tr>");
     for h in head {
         let _ = write!(out, "<th>{}</th>", esc(h));
@@ -137,7 +137,7 @@ fn html_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String
     out.push_str("</table>\n");
 }
 
-fn md_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
+pub(crate) fn md_table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(N));
     for r in rows {

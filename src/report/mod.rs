@@ -4,7 +4,7 @@
 //! Reports present what the history and the checkers found; they never recompute a verdict.
 
 mod files;
-mod html;
+pub(crate) mod html;
 mod junit;
 mod markdown;
 mod plots;
@@ -14,7 +14,7 @@ pub use files::{Findings, RunMeta, Shard, write_results};
 pub use html::write_reports;
 pub use junit::{junit_xml, write_junit};
 pub use markdown::verdicts_markdown;
-pub use plots::{PlotError, write_plots};
+pub use plots::{BoxStats, Panel, PlotError, write_distributions, write_plots};
 pub use summary::{fault_lines, lost_write_lines, over_admission_lines, summary_table};
 
 use std::io;

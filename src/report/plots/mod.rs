@@ -7,6 +7,7 @@
 //! Text is drawn with DejaVu Sans embedded in the binary (`assets/fonts/`), so plotting needs
 //! no system font.
 
+mod distribution;
 mod failover;
 mod latency;
 mod percentiles;
@@ -28,6 +29,27 @@ use crate::check::failover::FaultReport;
 use crate::history::History;
 
 use timeline::Timeline;
+
+pub use distribution::{BoxStats, Panel};
+
+/// Write a figure of box-and-strip `panels` (one measure each, across `categories`, which
+/// `axis` names) as `<dir>/<name>.svg` and `.png`. Returns the two paths.
+///
+/// # Errors
+/// As [`write_plots`].
+pub fn write_distributions(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    axis: &str,
+    categories: &[String],
+    panels: &[Panel],
+) -> Result<[PathBuf; 2], PlotError> {
+    register_font()?;
+    std::fs::create_dir_all(dir).map_err(|source| PlotError::Dir { path: dir.to_path_buf(), source })?;
+    let figure = distribution::Distributions { title, axis, categories, panels };
+    render(dir, name, figure.size(), &figure)
+}
 
 /// Size of the time-series and distribution plots, in pixels (SVG user units alike).
 const SIZE: (u32, u32) = (1200, 600);
