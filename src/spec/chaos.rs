@@ -44,8 +44,14 @@
 //! `"minority-of-primaries"`, `"all-primaries"`, or a table naming a slot by a key:
 //! `{ primary-of = "{user:42}" }`, `{ replica-of = "{user:42}" }`.
 
+mod operation;
 mod raw;
 mod resolve;
+
+pub use operation::{
+    FailoverMode, Migration, NewNodeRole, NodeRef, Operation, OperationSpec, ScheduledOperation,
+    SlotSelection,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,7 +59,8 @@ use std::time::Duration;
 use super::error::SpecError;
 use crate::cluster::slot::Slot;
 
-/// A chaos file, resolved: the faults as written, checked, with defaults applied.
+/// A chaos file, resolved: the faults and operations as written, checked, with defaults
+/// applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChaosPlan {
     /// The file it was read from, as given (for a workload's `chaos`, joined to the workload
@@ -61,8 +68,10 @@ pub struct ChaosPlan {
     pub path: PathBuf,
     /// Seeds every random choice of a target, so runs repeat.
     pub seed: u64,
-    /// The `[[fault]]` tables, in file order; never empty.
+    /// The `[[fault]]` tables, in file order; empty only when `operations` is not.
     pub faults: Vec<FaultSpec>,
+    /// The `[[operation]]` tables, in file order; empty only when `faults` is not.
+    pub operations: Vec<OperationSpec>,
 }
 
 /// One `[[fault]]` table: an action on a target, once or repeated.
@@ -207,12 +216,49 @@ pub struct ScheduledFault {
     pub target: TargetSpec,
 }
 
+/// One step of a run's chaos schedule: a fault's occurrence or an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scheduled {
+    /// A fault starts (and is healed at its `heal_at`).
+    Fault(ScheduledFault),
+    /// An operation starts.
+    Operation(ScheduledOperation),
+}
+
+impl Scheduled {
+    /// When it starts, from the start of the run.
+    pub fn at(&self) -> Duration {
+        match self {
+            Scheduled::Fault(f) => f.at,
+            Scheduled::Operation(o) => o.at,
+        }
+    }
+
+    /// The fault, when this step is one.
+    pub fn fault(&self) -> Option<&ScheduledFault> {
+        match self {
+            Scheduled::Fault(f) => Some(f),
+            Scheduled::Operation(_) => None,
+        }
+    }
+
+    /// The operation, when this step is one.
+    pub fn operation(&self) -> Option<&ScheduledOperation> {
+        match self {
+            Scheduled::Fault(_) => None,
+            Scheduled::Operation(o) => Some(o),
+        }
+    }
+}
+
 impl ChaosPlan {
-    /// Every occurrence of every fault that starts before `run_length` (for a workload,
-    /// `load.warmup + load.duration`: fault times count from the start of the run), sorted
-    /// by start time; ties keep file order. Heals past the end are moved to the end, so
-    /// every fault is healed by the time the run stops.
-    pub fn schedule(&self, run_length: Duration) -> Vec<ScheduledFault> {
+    /// Every occurrence of every fault and every operation that starts before `run_length`
+    /// (for a workload, `load.warmup + load.duration`: times count from the start of the
+    /// run), sorted by start time. At equal times faults come before operations (so an
+    /// operation meets the fault that starts with it, as a `takeover` meets a partition),
+    /// and each keeps file order. Heals past the end are moved to the end, so every fault is
+    /// healed by the time the run stops.
+    pub fn schedule(&self, run_length: Duration) -> Vec<Scheduled> {
         let mut out = Vec::new();
         for (index, fault) in self.faults.iter().enumerate() {
             let every = fault.every.unwrap_or(Duration::ZERO);
@@ -223,18 +269,28 @@ impl ChaosPlan {
                     break;
                 }
                 let heal_at = fault.duration.map(|d| at.saturating_add(d).min(run_length));
-                out.push(ScheduledFault {
+                out.push(Scheduled::Fault(ScheduledFault {
                     index,
                     repeat,
                     at,
                     heal_at,
                     action: fault.action,
                     target: fault.target.clone(),
-                });
+                }));
             }
         }
-        // A stable sort keeps file order (and repeat order) among faults that start together.
-        out.sort_by_key(|f| f.at);
+        for (index, op) in self.operations.iter().enumerate() {
+            if op.at < run_length {
+                out.push(Scheduled::Operation(ScheduledOperation {
+                    index,
+                    at: op.at,
+                    operation: op.operation.clone(),
+                }));
+            }
+        }
+        // A stable sort keeps file order (and repeat order) among steps that start together,
+        // and faults (pushed first) before operations.
+        out.sort_by_key(Scheduled::at);
         out
     }
 }
