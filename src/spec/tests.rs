@@ -68,8 +68,13 @@ fn every_shipped_workload_loads() {
             "partition-primary",
             "pause-long",
             "pause-short",
+            "planned-failover",
             "rate-limit",
+            "reshard",
+            "reshard-with-kill",
             "rolling-restart",
+            "scale-in",
+            "scale-out",
             "seed-users",
             "smoke"
         ]

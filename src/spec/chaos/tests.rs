@@ -55,7 +55,12 @@ fn every_shipped_chaos_file_loads() {
             "partition-primary",
             "pause-long",
             "pause-short",
-            "rolling-restart"
+            "planned-failover",
+            "reshard",
+            "reshard-with-kill",
+            "rolling-restart",
+            "scale-in",
+            "scale-out"
         ]
     );
 }
