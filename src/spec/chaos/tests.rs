@@ -346,3 +346,5 @@ fn heals_are_clamped_to_the_end_and_late_starts_dropped() {
     let far = plan(&[(0, Some(u64::MAX / 2), Some(u64::MAX / 2 + 1), 10_000)]);
     assert_eq!(times(&far.schedule(secs(60))), [(0, 0, 0, Some(60))]);
 }
+
+mod operations;
