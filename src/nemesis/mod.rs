@@ -38,7 +38,7 @@ struct Active {
 
 /// Run `schedule` against `cluster` until it is done or `stop` is asked, then heal
 /// everything. Events go to `events`. Operations are not performed by this build: each is
-/// logged as an error and skipped (see [`operation`]).
+/// logged as a warning and skipped (see [`operation`]).
 pub async fn run(
     docker: Docker,
     cluster: DockerCluster,
