@@ -294,6 +294,15 @@ fn preflight(workload: &Workload) -> Result<(), RunError> {
             chaos.path.display()
         )));
     }
+    // Until the nemesis performs operations, a run that schedules them would pass without
+    // the change it was written to test.
+    if let Some((i, op)) = chaos.operations.iter().enumerate().next() {
+        return Err(RunError::Unsupported(format!(
+            "{}: operation[{i}] ({}): topology operations are read and checked, but not yet performed by this build; remove the [[operation]] tables to run the faults alone",
+            chaos.path.display(),
+            op.operation.name()
+        )));
+    }
     if chaos.faults.iter().any(|f| matches!(f.action, Action::Delay { .. })) && !inject::netem_available() {
         return Err(RunError::Unsupported(format!(
             "{}: `delay` needs the kernel's netem qdisc (sch_netem), which this kernel does not have; use `bandwidth` or `loss`, or run on a kernel with netem",

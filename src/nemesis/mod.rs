@@ -8,6 +8,7 @@
 //! judges what happened (the checkers do).
 
 pub mod inject;
+pub mod operation;
 mod target;
 
 pub use target::{Resolved, resolve};
@@ -24,7 +25,7 @@ use crate::backend::docker::DockerCluster;
 use crate::driver::{RunClock, Stop};
 use crate::history::EventKind;
 use crate::observe::{EventLog, emit};
-use crate::spec::chaos::{Action, ScheduledFault};
+use crate::spec::chaos::{Action, Scheduled};
 
 /// A fault that is in force and how to end it.
 struct Active {
@@ -36,11 +37,12 @@ struct Active {
 }
 
 /// Run `schedule` against `cluster` until it is done or `stop` is asked, then heal
-/// everything. Events go to `events`.
+/// everything. Events go to `events`. Operations are not performed by this build: each is
+/// logged as a warning and skipped (see [`operation`]).
 pub async fn run(
     docker: Docker,
     cluster: DockerCluster,
-    schedule: Vec<ScheduledFault>,
+    schedule: Vec<Scheduled>,
     seed: u64,
     clock: RunClock,
     events: EventLog,
@@ -50,7 +52,7 @@ pub async fn run(
     let mut active: Vec<Active> = Vec::new();
     let mut next = schedule.into_iter().peekable();
     loop {
-        let next_inject = next.peek().map(|f| f.at);
+        let next_inject = next.peek().map(Scheduled::at);
         let next_heal = active.iter().map(|a| a.heal_at).min();
         let Some(when) = [next_inject, next_heal].into_iter().flatten().min() else { break };
         if !sleep_until(&clock, when, &stop).await {
@@ -63,7 +65,15 @@ pub async fn run(
             heal(&docker, &cluster, &a, &clock, &events).await;
             continue;
         }
-        let fault = next.next().expect("an injection is due");
+        let fault = match next.next().expect("an injection is due") {
+            Scheduled::Fault(fault) => fault,
+            Scheduled::Operation(op) => {
+                if let Err(e) = operation::perform(&op).await {
+                    tracing::warn!(operation = op.index, action = op.operation.name(), error = %e, "An operation failed; the schedule goes on.");
+                }
+                continue;
+            }
+        };
         let resolved = match resolve(&fault.target, &cluster, &mut rng).await {
             Ok(r) => r,
             Err(error) => {

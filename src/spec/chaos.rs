@@ -1,9 +1,11 @@
-//! Chaos files: which faults a run injects, where and when. Read in the same two stages as
-//! workload files (`raw` checks the shape, `resolve` the rules between fields) with the same
-//! one-line `path:line:column: field: message` errors, into a [`ChaosPlan`]; the plan expands
-//! into a time-ordered [`ScheduledFault`] list with [`ChaosPlan::schedule`], which the nemesis
-//! follows. Targets are resolved to nodes only at run time (a random primary is chosen then,
-//! with the plan's seed); this module checks their syntax, never the cluster.
+//! Chaos files: which faults a run injects and which topology operations it performs,
+//! where and when. Read in the same two stages as workload files (`raw` checks the shape,
+//! `resolve` the rules between fields) with the same one-line `path:line:column: field:
+//! message` errors, into a [`ChaosPlan`]; the plan expands into one time-ordered list of
+//! [`Scheduled`] steps (fault occurrences and operations) with [`ChaosPlan::schedule`],
+//! which the nemesis follows. Targets are resolved to nodes only at run time (a random
+//! primary is chosen then, with the plan's seed); this module checks their syntax and shape,
+//! never the cluster.
 //!
 //! This module reads files; it never talks to Redis or Docker.
 //!
@@ -14,7 +16,7 @@
 //! ```toml
 //! seed = 7                      # (0) seeds the random choice of targets
 //!
-//! [[fault]]                     # one or more
+//! [[fault]]                     # any number; a file has at least one fault or operation
 //! at = "10s"                    # required: offset from the start of the run, warm-up included
 //! action = "kill"               # required: see below
 //! target = "random-primary"     # required: see below
@@ -25,6 +27,17 @@
 //! rate = "1mbit"                # bandwidth only, required: tc units (kbit, mbit, gbit, kbps, ...)
 //! delay = "100ms"               # delay only, required
 //! jitter = "10ms"               # delay only ("0s")
+//!
+//! [[operation]]                 # any number
+//! at = "20s"                    # required, as for faults
+//! action = "reshard"            # required: failover, reshard, add-node, rebalance, remove-node
+//! from = { primary-of = "{user:42}" }   # reshard: required, a primary
+//! to = "random-primary"         # reshard: required, a primary other than `from`
+//! slots = 1000                  # reshard: exactly one of slots = N (1..=16384),
+//!                               #   range = [first, last] (0..=16383) or key = "{user:42}"
+//! keys_per_batch = 100          # reshard, rebalance, remove-node with drain: (100) keys per MIGRATE
+//! pipeline = 10                 # the same: (10) slots migrated at once
+//! timeout = "5s"                # the same: ("5s") the limit on one MIGRATE
 //! ```
 //!
 //! | action | injects | heals after `duration` |
@@ -43,9 +56,57 @@
 //! A `target` is a node name (`"redis-3"`), one of `"random-primary"`, `"random-replica"`,
 //! `"minority-of-primaries"`, `"all-primaries"`, or a table naming a slot by a key:
 //! `{ primary-of = "{user:42}" }`, `{ replica-of = "{user:42}" }`.
+//!
+//! ## Operations
+//!
+//! An operation is a change an operator makes to a live cluster. It runs until it is done
+//! and has nothing to heal, so it takes no `duration`, `every` or `count` (write one
+//! `[[operation]]` per occurrence); options of other actions are errors.
+//!
+//! | action | does | target and options |
+//! |---|---|---|
+//! | `failover` | a planned failover: `CLUSTER FAILOVER` on a replica, which takes over from its primary | `target`: one replica (a node name, `"random-replica"`, `{ replica-of = "<key>" }`); `mode` = `"default"` (coordinated, no write lost; needs the primary), `"force"` (without the primary, still elected) or `"takeover"` (without an election) |
+//! | `reshard` | moves slots and their keys from one primary to another while clients run | `from`, `to`: one primary each (a node name, `"random-primary"`, `{ primary-of = "<key>" }`); exactly one of `slots`, `range`, `key`; the migration options |
+//! | `add-node` | starts a new node and joins it; slotstorm names it (`redis-7` after six) | `role` = `"primary"` (the default: empty until slots move to it) or `"replica"`; `replica-of` = the primary a new replica follows (implies `role = "replica"`) |
+//! | `rebalance` | evens out the slots over the primaries | `use_empty_primaries` (`true`): primaries without slots get their share; the migration options |
+//! | `remove-node` | the node leaves: the others forget it, and it is stopped | `target`: a node name or `"newest"` (the node the latest earlier `add-node` added); `drain` (`false`): move its slots evenly to the other primaries first, with the migration options; without it the node must hold no slots (checked at run time) |
+//!
+//! What is checked here, before any run: each action's required fields and only those; the
+//! shape of targets (a failover on `random-primary`, a reshard `from` a replica, removing
+//! `random-primary` are errors); slot counts and ranges in bounds; a reshard whose `to` is
+//! its `from` by name or by key slot; `"newest"` with no `add-node` before it. What only the
+//! cluster can tell (a named node's role, whether `from` owns the slots, whether a node to
+//! remove is empty) is checked when the operation starts.
+//!
+//! ## Why operations have their own table
+//!
+//! Operations could have been more `action`s of `[[fault]]`; they are an `[[operation]]`
+//! array instead because they differ in kind, not in degree. A fault is a window, injected
+//! and healed, whose `duration` is required; an operation has no heal, and runs as long as
+//! the cluster takes, so the one rule a reader must remember about `duration` stays true of
+//! a whole table. Their options (`from`, `to`, `slots`, `mode`, …) share nothing with the
+//! faults', so each table's unknown-field message lists only what that table takes, and
+//! `fault[i]` numbers (which reports key their windows and failover phases by) stay those
+//! of the faults. A fault's action written in `[[operation]]`, or the other way round, is
+//! refused with a pointer to the right table.
+//!
+//! ## One schedule
+//!
+//! [`ChaosPlan::schedule`] merges both tables into one list by start time; at equal times
+//! faults come first (so a `takeover` meets the partition that starts with it), each in file
+//! order. Operations change the topology one at a time: one that falls due while another is
+//! still running starts when it is done. Faults never wait for operations (a kill in the
+//! middle of a reshard is a fault during an operation, as `chaos/reshard-with-kill.toml`
+//! shows).
 
+mod operation;
 mod raw;
 mod resolve;
+
+pub use operation::{
+    FailoverMode, Migration, NewNodeRole, NodeRef, Operation, OperationSpec, ScheduledOperation,
+    SlotSelection,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,7 +114,8 @@ use std::time::Duration;
 use super::error::SpecError;
 use crate::cluster::slot::Slot;
 
-/// A chaos file, resolved: the faults as written, checked, with defaults applied.
+/// A chaos file, resolved: the faults and operations as written, checked, with defaults
+/// applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChaosPlan {
     /// The file it was read from, as given (for a workload's `chaos`, joined to the workload
@@ -61,8 +123,10 @@ pub struct ChaosPlan {
     pub path: PathBuf,
     /// Seeds every random choice of a target, so runs repeat.
     pub seed: u64,
-    /// The `[[fault]]` tables, in file order; never empty.
+    /// The `[[fault]]` tables, in file order; empty only when `operations` is not.
     pub faults: Vec<FaultSpec>,
+    /// The `[[operation]]` tables, in file order; empty only when `faults` is not.
+    pub operations: Vec<OperationSpec>,
 }
 
 /// One `[[fault]]` table: an action on a target, once or repeated.
@@ -207,12 +271,49 @@ pub struct ScheduledFault {
     pub target: TargetSpec,
 }
 
+/// One step of a run's chaos schedule: a fault's occurrence or an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scheduled {
+    /// A fault starts (and is healed at its `heal_at`).
+    Fault(ScheduledFault),
+    /// An operation starts.
+    Operation(ScheduledOperation),
+}
+
+impl Scheduled {
+    /// When it starts, from the start of the run.
+    pub fn at(&self) -> Duration {
+        match self {
+            Scheduled::Fault(f) => f.at,
+            Scheduled::Operation(o) => o.at,
+        }
+    }
+
+    /// The fault, when this step is one.
+    pub fn fault(&self) -> Option<&ScheduledFault> {
+        match self {
+            Scheduled::Fault(f) => Some(f),
+            Scheduled::Operation(_) => None,
+        }
+    }
+
+    /// The operation, when this step is one.
+    pub fn operation(&self) -> Option<&ScheduledOperation> {
+        match self {
+            Scheduled::Fault(_) => None,
+            Scheduled::Operation(o) => Some(o),
+        }
+    }
+}
+
 impl ChaosPlan {
-    /// Every occurrence of every fault that starts before `run_length` (for a workload,
-    /// `load.warmup + load.duration`: fault times count from the start of the run), sorted
-    /// by start time; ties keep file order. Heals past the end are moved to the end, so
-    /// every fault is healed by the time the run stops.
-    pub fn schedule(&self, run_length: Duration) -> Vec<ScheduledFault> {
+    /// Every occurrence of every fault and every operation that starts before `run_length`
+    /// (for a workload, `load.warmup + load.duration`: times count from the start of the
+    /// run), sorted by start time. At equal times faults come before operations (so an
+    /// operation meets the fault that starts with it, as a `takeover` meets a partition),
+    /// and each keeps file order. Heals past the end are moved to the end, so every fault is
+    /// healed by the time the run stops.
+    pub fn schedule(&self, run_length: Duration) -> Vec<Scheduled> {
         let mut out = Vec::new();
         for (index, fault) in self.faults.iter().enumerate() {
             let every = fault.every.unwrap_or(Duration::ZERO);
@@ -223,18 +324,28 @@ impl ChaosPlan {
                     break;
                 }
                 let heal_at = fault.duration.map(|d| at.saturating_add(d).min(run_length));
-                out.push(ScheduledFault {
+                out.push(Scheduled::Fault(ScheduledFault {
                     index,
                     repeat,
                     at,
                     heal_at,
                     action: fault.action,
                     target: fault.target.clone(),
-                });
+                }));
             }
         }
-        // A stable sort keeps file order (and repeat order) among faults that start together.
-        out.sort_by_key(|f| f.at);
+        for (index, op) in self.operations.iter().enumerate() {
+            if op.at < run_length {
+                out.push(Scheduled::Operation(ScheduledOperation {
+                    index,
+                    at: op.at,
+                    operation: op.operation.clone(),
+                }));
+            }
+        }
+        // A stable sort keeps file order (and repeat order) among steps that start together,
+        // and faults (pushed first) before operations.
+        out.sort_by_key(Scheduled::at);
         out
     }
 }

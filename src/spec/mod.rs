@@ -86,7 +86,10 @@ pub mod template;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use self::chaos::{Action, ChaosPlan, FaultSpec, ScheduledFault, TargetSpec, load_chaos, parse_chaos};
+pub use self::chaos::{
+    Action, ChaosPlan, FaultSpec, Operation, OperationSpec, Scheduled, ScheduledFault, ScheduledOperation,
+    TargetSpec, load_chaos, parse_chaos,
+};
 pub use self::error::{Located, SpecError};
 pub use self::template::{ArgTemplate, CommandTemplate, Part, RenderCtx, TemplateError};
 pub use crate::driver::keys::Distribution;

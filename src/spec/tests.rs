@@ -68,8 +68,13 @@ fn every_shipped_workload_loads() {
             "partition-primary",
             "pause-long",
             "pause-short",
+            "planned-failover",
             "rate-limit",
+            "reshard",
+            "reshard-with-kill",
             "rolling-restart",
+            "scale-in",
+            "scale-out",
             "seed-users",
             "smoke"
         ]
@@ -89,8 +94,10 @@ fn every_shipped_chaos_file_has_a_workload_of_its_name() {
         let run = w.load.warmup + w.load.duration;
         let scheduled = chaos.schedule(run);
         let occurrences: u32 = chaos.faults.iter().map(|f| f.count).sum();
-        assert_eq!(scheduled.len(), occurrences as usize, "{}", workload.display());
-        assert!(scheduled.iter().all(|f| f.heal_at.is_none_or(|h| h < run)), "{}", workload.display());
+        let steps = occurrences as usize + chaos.operations.len();
+        assert_eq!(scheduled.len(), steps, "{}", workload.display());
+        let mut faults = scheduled.iter().filter_map(Scheduled::fault);
+        assert!(faults.all(|f| f.heal_at.is_none_or(|h| h < run)), "{}", workload.display());
     }
 }
 

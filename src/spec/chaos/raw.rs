@@ -1,6 +1,7 @@
 //! Stage 1: the chaos file as serde reads it. These structs only check the input's shape
 //! (known fields, right types) and keep spans; which fields an action needs or forbids is
-//! stage 2's business.
+//! stage 2's business. A fault's action written in an `[[operation]]` table, or the other
+//! way round, is refused here with a pointer to the right table.
 
 use std::fmt;
 
@@ -18,6 +19,8 @@ pub(super) struct RawChaos {
     pub seed: Option<u64>,
     /// The `[[fault]]` tables.
     pub fault: Option<Spanned<Vec<Spanned<RawFault>>>>,
+    /// The `[[operation]]` tables.
+    pub operation: Option<Spanned<Vec<Spanned<RawOperation>>>>,
 }
 
 /// `[[fault]]`.
@@ -47,8 +50,7 @@ pub(super) struct RawFault {
 }
 
 /// `fault.action`, without its parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ActionKind {
     /// SIGKILL.
     Kill,
@@ -72,25 +74,176 @@ pub(super) enum ActionKind {
     Delay,
 }
 
+/// The fault actions and their names, in the order messages list them.
+const ACTIONS: [(&str, ActionKind); 10] = [
+    ("kill", ActionKind::Kill),
+    ("stop", ActionKind::Stop),
+    ("restart", ActionKind::Restart),
+    ("pause", ActionKind::Pause),
+    ("sigstop", ActionKind::Sigstop),
+    ("isolate", ActionKind::Isolate),
+    ("partition", ActionKind::Partition),
+    ("loss", ActionKind::Loss),
+    ("bandwidth", ActionKind::Bandwidth),
+    ("delay", ActionKind::Delay),
+];
+
+/// The fault actions' names alone, for serde's "expected one of".
+const ACTION_NAMES: [&str; ACTIONS.len()] = names(ACTIONS);
+
 impl ActionKind {
     /// The name as the file writes it.
     pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::Kill => "kill",
-            ActionKind::Stop => "stop",
-            ActionKind::Restart => "restart",
-            ActionKind::Pause => "pause",
-            ActionKind::Sigstop => "sigstop",
-            ActionKind::Isolate => "isolate",
-            ActionKind::Partition => "partition",
-            ActionKind::Loss => "loss",
-            ActionKind::Bandwidth => "bandwidth",
-            ActionKind::Delay => "delay",
-        }
+        ACTIONS.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
     }
 }
 
-/// `fault.target`: a string (a node name or a keyword, told apart in stage 2) or a table
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        if let Some((_, kind)) = ACTIONS.iter().find(|(n, _)| *n == word) {
+            return Ok(*kind);
+        }
+        if OPERATION_NAMES.contains(&word.as_str()) {
+            return Err(de::Error::custom(format_args!(
+                "`{word}` is an operation, not a fault: write it in an [[operation]] table"
+            )));
+        }
+        Err(de::Error::unknown_variant(&word, &ACTION_NAMES))
+    }
+}
+
+/// `[[operation]]`: a change an operator makes to a live cluster. Every option of every
+/// action is here; stage 2 refuses those the action does not take.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOperation {
+    /// When it starts, from the start of the run.
+    pub at: Spanned<RawDuration>,
+    /// What is done.
+    pub action: Spanned<OperationKind>,
+    /// `failover`: the replica; `remove-node`: the node.
+    pub target: Option<Spanned<RawTarget>>,
+    /// `failover`: `default`, `force` or `takeover`.
+    pub mode: Option<Spanned<RawFailoverMode>>,
+    /// `reshard`: the primary the slots leave.
+    pub from: Option<Spanned<RawTarget>>,
+    /// `reshard`: the primary the slots go to.
+    pub to: Option<Spanned<RawTarget>>,
+    /// `reshard`: how many slots.
+    pub slots: Option<Spanned<u64>>,
+    /// `reshard`: which slots, `[first, last]`.
+    pub range: Option<Spanned<Vec<Spanned<u64>>>>,
+    /// `reshard`: the slot of this key.
+    pub key: Option<Spanned<String>>,
+    /// Migrations: keys moved by one `MIGRATE`.
+    pub keys_per_batch: Option<Spanned<u32>>,
+    /// Migrations: slots moved at once.
+    pub pipeline: Option<Spanned<u32>>,
+    /// Migrations: the limit on one `MIGRATE`.
+    pub timeout: Option<Spanned<RawDuration>>,
+    /// `add-node`: `primary` or `replica`.
+    pub role: Option<Spanned<RawRole>>,
+    /// `add-node`: the primary a new replica follows.
+    #[serde(rename = "replica-of")]
+    pub replica_of: Option<Spanned<RawTarget>>,
+    /// `rebalance`: whether primaries without slots get their share.
+    pub use_empty_primaries: Option<Spanned<bool>>,
+    /// `remove-node`: move the node's slots to the other primaries first.
+    pub drain: Option<Spanned<bool>>,
+    /// Never allowed (slotstorm names new nodes); read only to say so.
+    pub name: Option<Spanned<de::IgnoredAny>>,
+    /// Never allowed on an operation; read only to say why.
+    pub duration: Option<Spanned<de::IgnoredAny>>,
+    /// Never allowed on an operation; read only to say why.
+    pub every: Option<Spanned<de::IgnoredAny>>,
+    /// Never allowed on an operation; read only to say why.
+    pub count: Option<Spanned<de::IgnoredAny>>,
+}
+
+/// `operation.action`, without its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OperationKind {
+    /// A replica takes over from its primary.
+    Failover,
+    /// Slots move from one primary to another.
+    Reshard,
+    /// A new node joins.
+    AddNode,
+    /// Slots are evened out over the primaries.
+    Rebalance,
+    /// A node leaves.
+    RemoveNode,
+}
+
+/// The operations and their names, in the order messages list them.
+const OPERATIONS: [(&str, OperationKind); 5] = [
+    ("failover", OperationKind::Failover),
+    ("reshard", OperationKind::Reshard),
+    ("add-node", OperationKind::AddNode),
+    ("rebalance", OperationKind::Rebalance),
+    ("remove-node", OperationKind::RemoveNode),
+];
+
+/// The operations' names alone, for serde's "expected one of".
+const OPERATION_NAMES: [&str; OPERATIONS.len()] = names(OPERATIONS);
+
+/// The names of a table of kinds, at compile time, so the two lists never drift apart.
+const fn names<K: Copy, const N: usize>(table: [(&'static str, K); N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = table[i].0;
+        i += 1;
+    }
+    out
+}
+
+impl OperationKind {
+    /// The name as the file writes it.
+    pub fn name(self) -> &'static str {
+        OPERATIONS.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
+    }
+}
+
+impl<'de> Deserialize<'de> for OperationKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        if let Some((_, kind)) = OPERATIONS.iter().find(|(n, _)| *n == word) {
+            return Ok(*kind);
+        }
+        if ACTION_NAMES.contains(&word.as_str()) {
+            return Err(de::Error::custom(format_args!(
+                "`{word}` is a fault, not an operation: write it in a [[fault]] table"
+            )));
+        }
+        Err(de::Error::unknown_variant(&word, &OPERATION_NAMES))
+    }
+}
+
+/// `operation.mode` of a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawFailoverMode {
+    /// `CLUSTER FAILOVER`.
+    Default,
+    /// `CLUSTER FAILOVER FORCE`.
+    Force,
+    /// `CLUSTER FAILOVER TAKEOVER`.
+    Takeover,
+}
+
+/// `operation.role` of a new node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawRole {
+    /// A primary, empty until slots are moved to it.
+    Primary,
+    /// A replica of `replica-of`.
+    Replica,
+}
+
+/// A target (`fault.target`, and an operation's `target`, `from`, `to`, `replica-of`): a string (a node name or a keyword, told apart in stage 2) or a table
 /// naming a slot by a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum RawTarget {

@@ -1,7 +1,10 @@
 //! Stage 2: from the raw structs to a [`ChaosPlan`]. Checks what serde cannot: which fields
 //! an action needs and which it forbids, the syntax of targets and rates, and that the
 //! repeats of one fault never overlap. Each error points at the field it concerns; a field
-//! that an action requires but the file lacks is reported at the `action`.
+//! that an action requires but the file lacks is reported at the `action`. Operations are
+//! resolved in [`operation`], with the same context and target syntax.
+
+mod operation;
 
 use std::fmt;
 use std::ops::Range;
@@ -11,7 +14,7 @@ use std::time::Duration;
 use humantime::format_duration;
 use toml::Spanned;
 
-use super::raw::{ActionKind, RawChaos, RawFault, RawTarget};
+use super::raw::{ActionKind, RawChaos, RawFault, RawOperation, RawTarget};
 use super::{Action, ChaosPlan, FaultSpec, TargetSpec};
 use crate::cluster::slot::Slot;
 use crate::spec::error::{Source, SpecError};
@@ -63,37 +66,59 @@ pub(super) fn plan(path: &Path, text: &str) -> Result<ChaosPlan, SpecError> {
     let src = Source { path, text };
     let de = toml::Deserializer::parse(text).map_err(|e| src.syntax(&e))?;
     let raw: RawChaos = serde_path_to_error::deserialize(de).map_err(|e| src.deserialize(e))?;
-    let Some(faults) = raw.fault else {
-        let message = "a chaos file needs at least one [[fault]] table, e.g. [[fault]] at = \"10s\" action = \"kill\" target = \"random-primary\" duration = \"10s\"";
+    let fault_count = raw.fault.as_ref().map_or(0, |f| f.get_ref().len());
+    let operation_count = raw.operation.as_ref().map_or(0, |o| o.get_ref().len());
+    if fault_count + operation_count == 0 {
+        // An empty array written out is named; a file with neither table gets the example.
+        if let Some(faults) = &raw.fault {
+            return Err(src.error(faults.span(), "fault", "must list at least one fault or operation"));
+        }
+        if let Some(operations) = &raw.operation {
+            return Err(src.error(
+                operations.span(),
+                "operation",
+                "must list at least one operation or fault",
+            ));
+        }
+        let message = "a chaos file needs at least one [[fault]] table or [[operation]] table, e.g. [[fault]] at = \"10s\" action = \"kill\" target = \"random-primary\" duration = \"10s\"";
         return Err(src.error(0..0, "fault", message));
-    };
-    if faults.get_ref().is_empty() {
-        return Err(src.error(faults.span(), "fault", "must list at least one fault"));
     }
-    let faults = faults
-        .into_inner()
+    let faults = raw
+        .fault
+        .map(|f| f.into_inner())
+        .unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(|(i, raw)| Fault { src: &src, i }.resolve(raw.into_inner()))
+        .map(|(i, raw)| Entry { src: &src, table: "fault", i }.resolve(raw.into_inner()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ChaosPlan { path: path.to_path_buf(), seed: raw.seed.unwrap_or(0), faults })
+    let raw_operations: Vec<RawOperation> = raw
+        .operation
+        .map(|o| o.into_inner())
+        .unwrap_or_default()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect();
+    let operations = operation::resolve_all(&src, raw_operations)?;
+    Ok(ChaosPlan { path: path.to_path_buf(), seed: raw.seed.unwrap_or(0), faults, operations })
 }
 
-/// Stage 2's context for `fault[i]`.
-struct Fault<'a> {
+/// Stage 2's context for one table of the file: `fault[i]` or `operation[i]`.
+struct Entry<'a> {
     src: &'a Source<'a>,
+    /// `fault` or `operation`: the array the table belongs to.
+    table: &'static str,
     i: usize,
 }
 
-impl Fault<'_> {
+impl Entry<'_> {
     fn err(&self, span: Range<usize>, name: &str, message: impl fmt::Display) -> SpecError {
-        self.src.error(span, format_args!("fault[{}].{name}", self.i), message)
+        self.src.error(span, format_args!("{}[{}].{name}", self.table, self.i), message)
     }
 
     fn resolve(&self, raw: RawFault) -> Result<FaultSpec, SpecError> {
         let kind = *raw.action.get_ref();
         let action_at = raw.action.span();
-        let target = self.target(raw.target)?;
+        let target = self.target(raw.target, "target", TARGET_RULE)?;
         // An action's parameters on another action are errors rather than ignored: the file
         // expects an effect slotstorm would not have.
         let params = [
@@ -120,40 +145,53 @@ impl Fault<'_> {
         Ok(FaultSpec { at: raw.at.get_ref().0, action, target, duration, every, count })
     }
 
-    fn target(&self, raw: Spanned<RawTarget>) -> Result<TargetSpec, SpecError> {
+    /// A target in any of its forms, as the field `name` writes it; which forms the field
+    /// accepts is the caller's business, and `rule` says so in messages.
+    fn target(&self, raw: Spanned<RawTarget>, name: &str, rule: &str) -> Result<TargetSpec, SpecError> {
         let span = raw.span();
         match raw.into_inner() {
             RawTarget::Word(word) => {
                 if let Some((_, target)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
                     return Ok(target.clone());
                 }
-                if word.starts_with("redis-") {
-                    if valid_node_name(&word) {
-                        return Ok(TargetSpec::Node(word));
-                    }
-                    let message = format!(
-                        "{word:?} is not a node name: nodes are called redis-1, redis-2, … (`redis-<n>`, n from 1, no leading zeros)"
-                    );
-                    return Err(self.err(span, "target", message));
-                }
-                Err(self.err(span, "target", format_args!("unknown target {word:?}; {TARGET_RULE}")))
+                self.node_name(word, span, name, rule).map(TargetSpec::Node)
             }
             RawTarget::Table { primary_of, replica_of } => match (primary_of, replica_of) {
                 (Some(key), None) => {
-                    let (key, slot) = self.key(key, "target.primary-of")?;
+                    let (key, slot) = self.key(key, &format!("{name}.primary-of"))?;
                     Ok(TargetSpec::PrimaryOf { key, slot })
                 }
                 (None, Some(key)) => {
-                    let (key, slot) = self.key(key, "target.replica-of")?;
+                    let (key, slot) = self.key(key, &format!("{name}.replica-of"))?;
                     Ok(TargetSpec::ReplicaOf { key, slot })
                 }
                 (Some(_), Some(second)) => {
                     let message = "a target table has one of `primary-of` or `replica-of`, not both";
-                    Err(self.err(second.span(), "target.replica-of", message))
+                    Err(self.err(second.span(), &format!("{name}.replica-of"), message))
                 }
-                (None, None) => Err(self.err(span, "target", format_args!("an empty table; {TARGET_RULE}"))),
+                (None, None) => Err(self.err(span, name, format_args!("an empty table; {rule}"))),
             },
         }
+    }
+
+    /// A word that is no target keyword: a node name, or an error at `span`.
+    fn node_name(
+        &self,
+        word: String,
+        span: Range<usize>,
+        name: &str,
+        rule: &str,
+    ) -> Result<String, SpecError> {
+        if word.starts_with("redis-") {
+            if valid_node_name(&word) {
+                return Ok(word);
+            }
+            let message = format!(
+                "{word:?} is not a node name: nodes are called redis-1, redis-2, … (`redis-<n>`, n from 1, no leading zeros)"
+            );
+            return Err(self.err(span, name, message));
+        }
+        Err(self.err(span, name, format_args!("unknown target {word:?}; {rule}")))
     }
 
     /// A key naming a slot, and that slot.

@@ -40,7 +40,7 @@ fn every_shipped_chaos_file_loads() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let plan = load_chaos(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!plan.faults.is_empty());
+            assert!(!plan.faults.is_empty() || !plan.operations.is_empty());
             let text = fs::read_to_string(&path).unwrap();
             assert!(text.starts_with("# "), "{} opens with a comment header", path.display());
             loaded.push(path.file_stem().unwrap().to_string_lossy().into_owned());
@@ -55,7 +55,12 @@ fn every_shipped_chaos_file_loads() {
             "partition-primary",
             "pause-long",
             "pause-short",
-            "rolling-restart"
+            "planned-failover",
+            "reshard",
+            "reshard-with-kill",
+            "rolling-restart",
+            "scale-in",
+            "scale-out"
         ]
     );
 }
@@ -77,7 +82,12 @@ fn the_shipped_files_say_what_their_headers_say() {
             count: 1
         }]
     );
-    let rolling = load("rolling-restart.toml").schedule(secs(62));
+    let rolling: Vec<_> = load("rolling-restart.toml")
+        .schedule(secs(62))
+        .iter()
+        .filter_map(Scheduled::fault)
+        .cloned()
+        .collect();
     let starts: Vec<_> = rolling.iter().map(|f| (f.at.as_secs(), f.target.to_string())).collect();
     let want: Vec<_> = (1..=6).map(|n| (2 + 8 * n, format!("redis-{n}"))).collect();
     assert_eq!(starts, want);
@@ -253,7 +263,7 @@ fn missing_and_top_level_problems_are_named() {
     );
     assert_prefix(
         &err("speed = 1\n"),
-        "c.toml:1:1: speed: unknown field `speed`, expected `seed` or `fault`",
+        "c.toml:1:1: speed: unknown field `speed`, expected one of `seed`, `fault`, `operation`",
     );
     assert_prefix(&err("[[fault]]\nat = 10s\n"), "c.toml:2:");
 }
@@ -287,12 +297,16 @@ fn plan(faults: &[(u64, Option<u64>, Option<u64>, u32)]) -> ChaosPlan {
             count,
         })
         .collect();
-    ChaosPlan { path: "c.toml".into(), seed: 0, faults }
+    ChaosPlan { path: "c.toml".into(), seed: 0, faults, operations: Vec::new() }
 }
 
-/// (index, repeat, at, heal_at) in seconds.
-fn times(schedule: &[ScheduledFault]) -> Vec<(usize, u32, u64, Option<u64>)> {
-    schedule.iter().map(|f| (f.index, f.repeat, f.at.as_secs(), f.heal_at.map(|h| h.as_secs()))).collect()
+/// (index, repeat, at, heal_at) in seconds, of the faults in `schedule`.
+fn times(schedule: &[Scheduled]) -> Vec<(usize, u32, u64, Option<u64>)> {
+    schedule
+        .iter()
+        .filter_map(Scheduled::fault)
+        .map(|f| (f.index, f.repeat, f.at.as_secs(), f.heal_at.map(|h| h.as_secs())))
+        .collect()
 }
 
 #[test]
@@ -332,3 +346,5 @@ fn heals_are_clamped_to_the_end_and_late_starts_dropped() {
     let far = plan(&[(0, Some(u64::MAX / 2), Some(u64::MAX / 2 + 1), 10_000)]);
     assert_eq!(times(&far.schedule(secs(60))), [(0, 0, 0, Some(60))]);
 }
+
+mod operations;
