@@ -281,6 +281,7 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
     print!("{}", crate::report::fault_lines(&report.faults));
+    print!("{}", crate::report::operation_lines(&report.operations));
     print!("{}", crate::report::lost_write_lines(&report.lost_writes, &report.faults));
     print!("{}", crate::report::over_admission_lines(&report.over_admissions));
     println!("results: {} (report.html, summary.md, plots)", report.dir.display());

@@ -148,6 +148,8 @@ pub struct RunReport {
     pub interrupted: Option<&'static str>,
     /// Each fault, measured.
     pub faults: Vec<FaultReport>,
+    /// Each topology operation, measured.
+    pub operations: Vec<check::operations::OperationReport>,
     /// The lost-writes verdict of each set-full op (`SADD <key> $uid`).
     pub lost_writes: Vec<LostWrites>,
     /// The over-admission verdict of each rate-limiter op.
@@ -413,6 +415,7 @@ async fn drive_and_record(
     history.events = std::mem::take(&mut *events.lock().expect("event log lock"));
     history.events.sort_by_key(|e| e.at_us);
     let faults = check::failover::fault_reports(&history, &FailoverConfig::default());
+    let operations = check::operations::operation_reports(&history);
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     let lost_writes = check_lost_writes(seeds, &router, &plan.renderer, &history, &faults).await;
     let interrupted = *signal.lock().expect("signal lock");
@@ -439,6 +442,7 @@ async fn drive_and_record(
     let verdicts = check::slo::evaluate(&workload.slo, &history, &faults, &measured);
     let findings = report::Findings {
         faults: &faults,
+        operations: &operations,
         lost_writes: &lost_writes,
         over_admissions: &over_admissions,
         verdicts: &verdicts,
@@ -449,7 +453,7 @@ async fn drive_and_record(
     results.map_err(|source| RunError::Results { dir: dir.clone(), source })?;
     report::build_reports(&dir)?;
     append_step_summary(&dir, &verdicts);
-    Ok(RunReport { dir, history, interrupted, faults, lost_writes, over_admissions, verdicts })
+    Ok(RunReport { dir, history, interrupted, faults, operations, lost_writes, over_admissions, verdicts })
 }
 
 /// On GitHub Actions, add the verdicts to the job's summary page.

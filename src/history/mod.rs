@@ -283,6 +283,60 @@ pub enum EventKind {
         /// Whether it answers now.
         reachable: bool,
     },
+    /// A topology operation of the chaos file began (the event's time).
+    OperationStarted {
+        /// The operation's number in the chaos file.
+        index: usize,
+        /// Its action (`reshard`, `failover`, …).
+        action: String,
+        /// What it does, resolved (`1000 slots redis-3 → redis-1`).
+        detail: String,
+    },
+    /// A step of an operation: a batch of keys migrated, slots handed over, a node joined.
+    OperationStep {
+        /// The operation's number.
+        index: usize,
+        /// What happened (`batch`, `slot_handed_over`, `node_added`, …).
+        what: String,
+        /// The slot concerned, if one is.
+        slot: Option<u16>,
+        /// Keys moved in this step.
+        keys: u64,
+    },
+    /// An operation finished.
+    OperationDone {
+        /// The operation's number.
+        index: usize,
+        /// Its action.
+        action: String,
+        /// What it did.
+        detail: String,
+        /// Slots it moved.
+        slots: u32,
+        /// Keys it moved.
+        keys: u64,
+    },
+    /// An operation failed part-way.
+    OperationFailed {
+        /// The operation's number.
+        index: usize,
+        /// Its action.
+        action: String,
+        /// Why.
+        error: String,
+        /// Slots left importing or migrating when it stopped.
+        open_slots: Vec<u16>,
+    },
+    /// The heal step found slots open or uncovered and repaired them, as `slotstorm cluster
+    /// fix` does.
+    SlotsFixed {
+        /// Slots that were importing or migrating.
+        open: Vec<u16>,
+        /// Slots no node served, as inclusive ranges.
+        uncovered: Vec<(u16, u16)>,
+        /// What was done, or why it failed.
+        detail: String,
+    },
     /// A line of a node's own log that marks a failover step, timed by the node's clock.
     Log {
         /// The node.

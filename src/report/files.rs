@@ -30,6 +30,8 @@ pub struct Shard {
 pub struct Findings<'a> {
     /// Each fault, measured.
     pub faults: &'a [FaultReport],
+    /// Each topology operation, measured.
+    pub operations: &'a [crate::check::operations::OperationReport],
     /// Each set-full op's lost writes.
     pub lost_writes: &'a [LostWrites],
     /// Each limiter op's over-admissions.
@@ -70,6 +72,7 @@ pub fn write_results(
 ) -> io::Result<()> {
     let mut run = run_json(history, meta);
     run["faults"] = serde_json::to_value(findings.faults)?;
+    run["operations"] = serde_json::to_value(findings.operations)?;
     run["lost_writes"] = serde_json::to_value(findings.lost_writes)?;
     run["over_admissions"] = serde_json::to_value(findings.over_admissions)?;
     run["slo_verdicts"] = serde_json::to_value(findings.verdicts)?;

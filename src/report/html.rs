@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::check::failover::FaultReport;
+use crate::check::operations::OperationReport;
 use crate::history::{EventKind, History};
 
 /// Escape text for HTML.
@@ -87,6 +88,47 @@ const FAULT_HEAD: [&str; 9] = [
     "other slots: error window",
     "acked on victim slots before election",
 ];
+const OPERATION_HEAD: [&str; 9] = [
+    "operation",
+    "start",
+    "duration",
+    "result",
+    "slots / keys",
+    "keys/s",
+    "MOVED / ASK followed",
+    "TRYAGAIN / CLUSTERDOWN",
+    "p99 before → during ms",
+];
+
+/// Rows of the operations table.
+fn operation_rows(ops: &[OperationReport]) -> Vec<[String; 9]> {
+    let ms = |us: Option<u64>| us.map_or_else(|| "—".into(), |u| format!("{:.1}", u as f64 / 1000.0));
+    ops.iter()
+        .map(|o| {
+            let class = |c: crate::history::ErrorClass| o.attempt_errors[c.index()];
+            [
+                format!("[{}] {} {}", o.index, o.action, o.detail),
+                format!("{:.2}s", o.started_us as f64 / 1e6),
+                format!("{:.2}s", o.duration_us() as f64 / 1e6),
+                match &o.error {
+                    None => "done".into(),
+                    Some(e) if o.open_slots.is_empty() => format!("failed: {e}"),
+                    Some(e) => format!("failed: {e} (open slots {:?})", o.open_slots),
+                },
+                format!("{} / {}", o.slots, o.keys),
+                format!("{:.0}", o.keys_per_s),
+                format!("{} / {}", o.moved_followed, o.ask_followed),
+                format!(
+                    "{} / {}",
+                    class(crate::history::ErrorClass::TryAgain),
+                    class(crate::history::ErrorClass::ClusterDown)
+                ),
+                format!("{} → {}", ms(o.p99_before_us), ms(o.p99_during_us)),
+            ]
+        })
+        .collect()
+}
+
 const OP_HEAD: [&str; 8] = ["op", "count", "errors", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"];
 
 /// The events worth a line in the timeline: faults, failure marks, roles, states.
@@ -103,6 +145,16 @@ fn timeline(history: &History) -> Vec<(f64, String)> {
                     format!("healed {action} on {}", targets.join(","))
                 }
                 EventKind::FaultError { fault, error } => format!("fault[{fault}] error: {error}"),
+                EventKind::OperationStarted { index, action, detail } => {
+                    format!("operation[{index}] {action} started: {detail}")
+                }
+                EventKind::OperationDone { index, action, detail, .. } => {
+                    format!("operation[{index}] {action} done: {detail}")
+                }
+                EventKind::OperationFailed { index, action, error, .. } => {
+                    format!("operation[{index}] {action} failed: {error}")
+                }
+                EventKind::SlotsFixed { detail, .. } => format!("heal: {detail}"),
                 EventKind::Flagged { observer, subject, flag } if flag == "fail" => {
                     format!("{observer} marks {subject} failed")
                 }
@@ -189,6 +241,7 @@ pub fn write_reports(
     run: &Value,
     history: &History,
     faults: &[FaultReport],
+    operations: &[OperationReport],
     plots: &[PathBuf],
 ) -> std::io::Result<()> {
     let title = format!("slotstorm: {}", run["workload"].as_str().unwrap_or("run"));
@@ -206,6 +259,7 @@ pub fn write_reports(
     );
     let ops = op_rows(run);
     let fault_rows = fault_rows(faults);
+    let operation_rows = operation_rows(operations);
     let verdicts = verdict_rows(run);
     let lost = lost_lines(run);
     let events = timeline(history);
@@ -231,6 +285,10 @@ pub fn write_reports(
     if !fault_rows.is_empty() {
         h.push_str("<h2>Faults</h2>");
         html_table(&mut h, FAULT_HEAD, &fault_rows);
+    }
+    if !operation_rows.is_empty() {
+        h.push_str("<h2>Operations</h2>");
+        html_table(&mut h, OPERATION_HEAD, &operation_rows);
     }
     if !lost.is_empty() {
         h.push_str("<h2>Lost writes</h2><ul>");
@@ -270,6 +328,10 @@ pub fn write_reports(
     if !fault_rows.is_empty() {
         m.push_str("## Faults\n\n");
         md_table(&mut m, FAULT_HEAD, &fault_rows);
+    }
+    if !operation_rows.is_empty() {
+        m.push_str("## Operations\n\n");
+        md_table(&mut m, OPERATION_HEAD, &operation_rows);
     }
     if !lost.is_empty() {
         m.push_str("## Lost writes\n\n");

@@ -15,7 +15,7 @@ pub use html::write_reports;
 pub use junit::{junit_xml, write_junit};
 pub use markdown::verdicts_markdown;
 pub use plots::{BoxStats, Panel, PlotError, write_distributions, write_plots};
-pub use summary::{fault_lines, lost_write_lines, over_admission_lines, summary_table};
+pub use summary::{fault_lines, lost_write_lines, operation_lines, over_admission_lines, summary_table};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -106,8 +106,9 @@ pub fn build_reports(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     // Phases are measurements, not verdicts: the same pure check the run used, on the same
     // history, gives the same numbers.
     let faults = crate::check::failover::fault_reports(&history, &Default::default());
+    let operations = crate::check::operations::operation_reports(&history);
     let mut written = write_plots(dir, &history, &faults)?;
-    write_reports(dir, &run, &history, &faults, &written)
+    write_reports(dir, &run, &history, &faults, &operations, &written)
         .map_err(|source| ReportError::Io { path: dir.join("report.html"), source })?;
     written.push(dir.join("report.html"));
     written.push(dir.join("summary.md"));

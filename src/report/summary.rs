@@ -105,6 +105,53 @@ pub fn fault_lines(faults: &[FaultReport]) -> String {
     out
 }
 
+/// One line per topology operation: what it did and how fast, then what the client saw.
+pub fn operation_lines(ops: &[crate::check::operations::OperationReport]) -> String {
+    let mut out = String::new();
+    for o in ops {
+        let secs = o.duration_us() as f64 / 1e6;
+        let result = match &o.error {
+            None => format!("done in {secs:.2}s"),
+            Some(e) if o.open_slots.is_empty() => format!("FAILED after {secs:.2}s: {e}"),
+            Some(e) => format!(
+                "FAILED after {secs:.2}s: {e}; left open: slots {}",
+                o.open_slots.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+            ),
+        };
+        let moved = if o.keys > 0 || o.slots > 0 {
+            format!("; {} slots, {} keys ({:.0} keys/s)", o.slots, o.keys, o.keys_per_s)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "operation[{}] {} at {:.1}s ({}): {result}{moved}",
+            o.index,
+            o.action,
+            o.started_us as f64 / 1e6,
+            o.detail
+        );
+        let ms = |us: Option<u64>| us.map_or_else(|| "—".into(), |u| format!("{:.1} ms", u as f64 / 1000.0));
+        let class = |c: crate::history::ErrorClass| o.attempt_errors[c.index()];
+        let errors = if o.error_windows.is_empty() {
+            "no errors".to_string()
+        } else {
+            format!("error window {:.2}s", o.error_span_us() as f64 / 1e6)
+        };
+        let _ = writeln!(
+            out,
+            "    client: {} MOVED, {} ASK followed; {} TRYAGAIN, {} CLUSTERDOWN attempts; p99 {} before, {} during; {errors}",
+            o.moved_followed,
+            o.ask_followed,
+            class(crate::history::ErrorClass::TryAgain),
+            class(crate::history::ErrorClass::ClusterDown),
+            ms(o.p99_before_us),
+            ms(o.p99_during_us),
+        );
+    }
+    out
+}
+
 fn impact(label: &str, i: &Impact) -> String {
     let errors = if i.error_windows.is_empty() {
         "no errors".to_string()
