@@ -5,6 +5,8 @@
 //! This module talks to nodes by address only; it never knows whether they live in Docker
 //! or elsewhere, and it never generates load.
 
+pub mod admin;
+pub mod migrate;
 pub mod node;
 pub mod slot;
 pub mod status;
