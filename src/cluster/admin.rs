@@ -340,7 +340,7 @@ pub fn settled_reason(reachable: &Reachable) -> Option<String> {
 /// # Errors
 /// [`ClusterError::NotReady`] with the last unmet condition.
 pub async fn wait_settled(seeds: &[SocketAddr], timeout: Duration) -> Result<(), ClusterError> {
-    wait_until(seeds, timeout, |r| settled_reason(r)).await
+    wait_until(seeds, timeout, settled_reason).await
 }
 
 /// Poll the nodes the seeds know until `pending` returns `None`, or `timeout` passes.
