@@ -237,7 +237,8 @@ pub fn slot_list(slots: impl IntoIterator<Item = u16>) -> String {
     if ranges.len() > 8 {
         text.push("…".into());
     }
-    format!("{} ({count} slots)", text.join(","))
+    let noun = if count == 1 { "slot" } else { "slots" };
+    format!("{} ({count} {noun})", text.join(","))
 }
 
 /// Slot numbers (any order, duplicates allowed) as sorted inclusive ranges.

@@ -256,40 +256,60 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
         migrate_timeout: opts.migrate_timeout,
         replace: opts.replace,
     };
+    // Decide every slot first: slots no answering primary serves get their owner before any
+    // key moves, because a node refuses keys (CLUSTERDOWN) until every slot is covered.
     let mut assign: BTreeMap<NodeId, Vec<u16>> = BTreeMap::new();
-    let mut closed = Vec::new();
+    let mut plans = Vec::new();
     for &slot in &todo {
         let open: Vec<&OpenSlot> = health.open.iter().filter(|o| o.slot.get() == slot).collect();
         let importers: Vec<NodeId> =
             open.iter().filter(|o| o.kind == OpenKind::Importing).map(|o| o.node.clone()).collect();
-        let claimants = claims.get(&slot).cloned().unwrap_or_default();
+        let mut claimants = claims.get(&slot).cloned().unwrap_or_default();
         let slot_keys = keys.get(&slot).cloned().unwrap_or_default();
-        match decide(&claimants, &importers, &slot_keys) {
-            SlotFix::Close => {
+        let decision = decide(&claimants, &importers, &slot_keys);
+        let owner = match &decision {
+            SlotFix::Close => None,
+            SlotFix::Finish(owner) if !claimants.is_empty() => Some(owner.clone()),
+            SlotFix::Finish(owner) => {
+                assign.entry(owner.clone()).or_default().push(slot);
+                claimants.push(owner.clone());
+                Some(owner.clone())
+            }
+            SlotFix::Assign => {
+                let fewest =
+                    slot_counts.iter().min_by_key(|(id, c)| (**c, (*id).clone())).map(|(id, _)| id.clone());
+                let Some(owner) = fewest else { continue };
+                *slot_counts.get_mut(&owner).expect("counted") += 1;
+                assign.entry(owner).or_default().push(slot);
+                continue;
+            }
+        };
+        plans.push((slot, owner, claimants, slot_keys, open));
+    }
+    for (owner, slots) in &assign {
+        take_slots(&mut nodes, owner, slots).await?;
+        report.assigned.extend(to_ranges(slots.iter().copied()).into_iter().map(|r| (r, owner.clone())));
+    }
+    if plans.iter().any(|p| p.1.is_some()) {
+        wait_state_ok(&mut nodes, opts.timeout.saturating_sub(start.elapsed())).await?;
+    }
+    let mut closed = Vec::new();
+    for (slot, owner, claimants, slot_keys, open) in plans {
+        match owner {
+            None => {
                 for o in &open {
                     let node = nodes.get_mut(&o.node).expect("an answering primary");
                     node.run::<()>(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("STABLE")).await?;
                 }
                 closed.push(slot);
             }
-            SlotFix::Assign => {
-                let owner =
-                    slot_counts.iter().min_by_key(|(id, c)| (**c, (*id).clone())).map(|(id, _)| id.clone());
-                let Some(owner) = owner else { continue };
-                *slot_counts.get_mut(&owner).expect("counted") += 1;
-                assign.entry(owner).or_default().push(slot);
-            }
-            SlotFix::Finish(owner) => {
+            Some(owner) => {
                 let moved = finish(&mut nodes, slot, &owner, &claimants, &slot_keys, &open, &batch).await?;
                 report.keys_moved += moved.keys;
                 report.replaced += moved.replaced;
                 report.finished.push((slot, owner));
             }
         }
-    }
-    for (owner, slots) in assign {
-        take_slots(&mut nodes, &owner, &slots).await?;
-        report.assigned.extend(to_ranges(slots).into_iter().map(|r| (r, owner.clone())));
     }
     report.closed = to_ranges(closed);
     tracing::info!(
@@ -302,6 +322,27 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
     admin::wait_settled(seeds, opts.timeout.saturating_sub(start.elapsed())).await?;
     report.elapsed = start.elapsed();
     Ok(report)
+}
+
+/// Poll the primaries until each reports `cluster_state:ok`: a node refuses the keys of a
+/// move while its cluster is down.
+async fn wait_state_ok(nodes: &mut BTreeMap<NodeId, Node>, timeout: Duration) -> Result<(), AdminError> {
+    let start = Instant::now();
+    loop {
+        let mut still = None;
+        for node in nodes.values_mut() {
+            let state = node.cluster_info().await?.get("cluster_state").cloned().unwrap_or_default();
+            if state != "ok" {
+                still = Some(format!("{} reports cluster_state:{state}", node.addr));
+                break;
+            }
+        }
+        let Some(still) = still else { return Ok(()) };
+        if start.elapsed() >= timeout {
+            return Err(super::ClusterError::NotReady { waited: start.elapsed(), still }.into());
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A primary that serves slots, does not answer, and has a replica that does.
