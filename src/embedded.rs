@@ -1,13 +1,16 @@
 //! The embedded cluster: containers from `backend::docker`, shaped into a Redis Cluster by
-//! `cluster::bootstrap`. `up` either returns a ready cluster or removes everything it made.
+//! `cluster::bootstrap`. `up` either returns a ready cluster or removes everything it made;
+//! `add_node` and `remove_node` grow and shrink it by one container at a time.
 
 use std::time::Duration;
 
 use bollard::Docker;
 use tokio::time::{Instant, sleep};
 
-use crate::backend::docker::{self, DockerCluster, NodeConfig, Removed, RunId};
+use crate::backend::docker::{self, DockerCluster, NodeConfig, NodeContainer, Removed, RunId};
 use crate::backend::{BackendError, image};
+use crate::cluster::admin::{AdminError, NodeRef};
+use crate::cluster::membership::{self, Forgotten, JoinAs, Joined};
 use crate::cluster::{self, ClusterError, Layout};
 
 /// How long bootstrap may take before slotstorm gives up (it needs about a second).
@@ -146,4 +149,61 @@ pub async fn down(docker: &Docker, run: &RunId) -> Result<Removed, BackendError>
         removed.containers.extend(again.containers);
         removed.networks.extend(again.networks);
     }
+}
+
+/// Why a node could not be added to or removed from an embedded cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// Docker failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The cluster refused or did not complete the change.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+/// Add one node to an embedded cluster: a new container configured as the others
+/// ([`docker::add_node`]), joined to the cluster as `role` ([`membership::join`]). If the
+/// join fails the container is removed again.
+///
+/// # Errors
+/// [`ScaleError`] naming the container or node that failed.
+pub async fn add_node(
+    docker: &Docker,
+    cluster: &DockerCluster,
+    role: &JoinAs,
+    timeout: Duration,
+) -> Result<(NodeContainer, Joined), ScaleError> {
+    let node = docker::add_node(docker, cluster).await?;
+    match membership::join(&cluster.addrs(), node.addr, role, timeout).await {
+        Ok(joined) => Ok((node, joined)),
+        Err(e) => {
+            if let Err(cleanup) = docker::remove_container(docker, &node.container).await {
+                tracing::warn!(container = %node.container, error = %cleanup, "Removing a node that did not join failed.");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Remove node `node` (`redis-4`, …) from an embedded cluster: every other node forgets it
+/// ([`membership::forget`], refused while it serves slots), then its container is removed.
+///
+/// # Errors
+/// [`AdminError::UnknownNode`] when the run has no such node; the refusals of
+/// [`membership::forget`]; [`BackendError::Docker`] when the container cannot be removed.
+pub async fn remove_node(
+    docker: &Docker,
+    cluster: &DockerCluster,
+    node: &str,
+    timeout: Duration,
+) -> Result<Forgotten, ScaleError> {
+    let current = docker::find_cluster(docker, &cluster.run).await?.unwrap_or_else(|| cluster.clone());
+    let Some(target) = current.nodes.iter().find(|n| n.node == node) else {
+        return Err(AdminError::UnknownNode { role: "node to remove", node: node.to_string() }.into());
+    };
+    let seeds: Vec<_> = current.nodes.iter().filter(|n| n.node != node).map(|n| n.addr).collect();
+    let forgotten = membership::forget(&seeds, &NodeRef::Addr(target.addr), timeout).await?;
+    docker::remove_container(docker, &target.container).await?;
+    Ok(forgotten)
 }

@@ -207,7 +207,7 @@ pub async fn create_cluster(
         .await
         .map_err(|source| BackendError::Docker { action: format!("creating network {network}"), source })?;
     let args = config.args();
-    try_join_all(nodes.iter().map(|node| create_node(docker, run, node, config, &args))).await?;
+    try_join_all(nodes.iter().map(|node| create_node(docker, run, node, &config.image, &args))).await?;
     try_join_all(nodes.iter().map(|node| async move {
         let name = run.container(node);
         docker
@@ -227,14 +227,14 @@ async fn create_node(
     docker: &Docker,
     run: &RunId,
     node: &str,
-    config: &NodeConfig,
+    image: &str,
     args: &[String],
 ) -> Result<(), BackendError> {
     let name = run.container(node);
     let labels =
         HashMap::from([(RUN_LABEL.to_string(), run.to_string()), (NODE_LABEL.to_string(), node.to_string())]);
     let body = ContainerCreateBody {
-        image: Some(config.image.clone()),
+        image: Some(image.to_string()),
         cmd: Some(args.to_vec()),
         hostname: Some(node.to_string()),
         labels: Some(labels),
@@ -256,8 +256,74 @@ async fn create_node(
     Ok(())
 }
 
+/// Create and start one more node container in `cluster`'s run: named after the highest
+/// node number there plus one (`redis-7` after `redis-6`), on the run's network, with the
+/// labels, image and server command line of the run's first node, so it is configured as
+/// the others are and `find_cluster`, `remove_labelled` and `clean` find it by its labels.
+/// The node is not part of the Redis cluster yet (see `cluster::membership::join`).
+///
+/// # Errors
+/// [`BackendError::NoSuchRun`] when the run has no container; [`BackendError::Docker`] for
+/// a failed API call (a container created before the failure is removed).
+pub async fn add_node(docker: &Docker, cluster: &DockerCluster) -> Result<NodeContainer, BackendError> {
+    let run = &cluster.run;
+    let current = find_cluster(docker, run).await?.ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
+    let first = current.nodes.first().ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
+    let inspected = docker.inspect_container(&first.container, None).await.map_err(|source| {
+        BackendError::Docker { action: format!("inspecting {}", first.container), source }
+    })?;
+    let config = inspected.config.unwrap_or_default();
+    let image = config.image.unwrap_or_default();
+    let args = config.cmd.unwrap_or_default();
+    let next =
+        current.nodes.iter().map(|n| node_index(&n.node)).filter(|&i| i != u32::MAX).max().unwrap_or(0) + 1;
+    let node = format!("redis-{next}");
+    refuse_taken_containers(docker, run, std::slice::from_ref(&node)).await?;
+    create_node(docker, run, &node, &image, &args).await?;
+    let name = run.container(&node);
+    if let Err(source) = docker.start_container(&name, None).await {
+        remove_container(docker, &name).await?;
+        return Err(BackendError::Docker { action: format!("starting container {name}"), source });
+    }
+    let found = find_cluster(docker, run).await?.ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
+    found
+        .nodes
+        .into_iter()
+        .find(|n| n.node == node)
+        .ok_or_else(|| BackendError::NoAddress { container: name, network: run.network() })
+}
+
+/// Kill and remove one container (and its anonymous volumes). A container already gone is
+/// not an error.
+///
+/// # Errors
+/// [`BackendError::Docker`].
+pub async fn remove_container(docker: &Docker, container: &str) -> Result<(), BackendError> {
+    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    match docker.remove_container(container, Some(options)).await {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(source) => {
+            Err(BackendError::Docker { action: format!("removing container {container}"), source })
+        }
+    }
+}
+
 /// Fail with [`BackendError::NamesTaken`] when the run's network or containers exist.
 async fn refuse_taken_names(docker: &Docker, run: &RunId, nodes: &[String]) -> Result<(), BackendError> {
+    refuse_taken_containers(docker, run, nodes).await?;
+    let network = run.network();
+    let nets = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().build()))
+        .await
+        .map_err(|source| BackendError::Docker { action: "listing networks".into(), source })?;
+    if nets.iter().any(|n| n.name.as_deref() == Some(network.as_str())) {
+        return Err(BackendError::NamesTaken { what: "networks", names: network });
+    }
+    Ok(())
+}
+
+/// Fail with [`BackendError::NamesTaken`] when containers for `nodes` of the run exist.
+async fn refuse_taken_containers(docker: &Docker, run: &RunId, nodes: &[String]) -> Result<(), BackendError> {
     let wanted: Vec<String> = nodes.iter().map(|n| run.container(n)).collect();
     let taken: Vec<String> = list_containers(docker, HashMap::new())
         .await?
@@ -268,14 +334,6 @@ async fn refuse_taken_names(docker: &Docker, run: &RunId, nodes: &[String]) -> R
         .collect();
     if !taken.is_empty() {
         return Err(BackendError::NamesTaken { what: "containers", names: taken.join(", ") });
-    }
-    let network = run.network();
-    let nets = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().build()))
-        .await
-        .map_err(|source| BackendError::Docker { action: "listing networks".into(), source })?;
-    if nets.iter().any(|n| n.name.as_deref() == Some(network.as_str())) {
-        return Err(BackendError::NamesTaken { what: "networks", names: network });
     }
     Ok(())
 }

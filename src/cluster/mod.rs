@@ -5,7 +5,12 @@
 //! This module talks to nodes by address only; it never knows whether they live in Docker
 //! or elsewhere, and it never generates load.
 
+pub mod admin;
+pub mod fix;
+pub mod membership;
+pub mod migrate;
 pub mod node;
+pub mod rebalance;
 pub mod slot;
 pub mod status;
 pub mod topology;
@@ -186,7 +191,7 @@ async fn set_node_timeout(node: &mut Node, to: Duration) -> Result<(), ClusterEr
 }
 
 /// Connect to `addr`, retrying until `deadline`: a container's server needs a moment.
-async fn connect_retrying(addr: SocketAddr, deadline: Instant) -> Result<Node, ClusterError> {
+pub(crate) async fn connect_retrying(addr: SocketAddr, deadline: Instant) -> Result<Node, ClusterError> {
     loop {
         match Node::connect(addr, ADMIN_TIMEOUT).await {
             Ok(mut node) => match node.run::<String>(&redis::cmd("PING")).await {
@@ -203,7 +208,7 @@ async fn connect_retrying(addr: SocketAddr, deadline: Instant) -> Result<Node, C
 
 /// `CLUSTER REPLICATE primary` on `node`, retried until the node has learnt of the primary
 /// through the handshake (before that it answers "Unknown node").
-async fn replicate_when_known(
+pub(crate) async fn replicate_when_known(
     node: &mut Node,
     primary: &NodeId,
     deadline: Instant,

@@ -14,7 +14,8 @@ use super::topology::View;
 /// How long an admin connect or command may take before the node counts as unresponsive.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// An admin connection to one node.
+/// An admin connection to one node. Clones share the connection (commands are multiplexed).
+#[derive(Clone)]
 pub struct Node {
     /// The node's client address.
     pub addr: SocketAddr,
@@ -47,6 +48,18 @@ impl Node {
         cmd.query_async(&mut self.conn).await.map_err(|source| ClusterError::Command {
             addr: self.addr,
             command: command_name(cmd),
+            source,
+        })
+    }
+
+    /// Run a pipeline (or a `MULTI` transaction) and convert its replies.
+    ///
+    /// # Errors
+    /// [`ClusterError::Command`] naming the node and the pipeline's first command.
+    pub async fn run_pipe<T: FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> Result<T, ClusterError> {
+        pipe.query_async(&mut self.conn).await.map_err(|source| ClusterError::Command {
+            addr: self.addr,
+            command: pipe.cmd_iter().next().map_or_else(|| "an empty pipeline".into(), command_name),
             source,
         })
     }
