@@ -128,6 +128,9 @@ enum ClusterCommand {
     Up(UpArgs),
     /// Print every node: address, role, primary, slots, links.
     Status(TargetArgs),
+    /// Repair slots left open (importing/migrating) or uncovered, as `redis-cli --cluster
+    /// fix` does; exit 0 when every slot is served and none is open.
+    Fix(TargetArgs),
     /// Remove the cluster's containers and network.
     Down(NameArg),
 }
@@ -212,6 +215,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Cluster { command } => match command {
             ClusterCommand::Up(args) => cluster_up(args).await,
             ClusterCommand::Status(args) => cluster_status(args).await,
+            ClusterCommand::Fix(args) => cluster_fix(args).await,
             ClusterCommand::Down(args) => cluster_down(args).await,
         },
         Command::Clean => clean().await,
@@ -455,17 +459,56 @@ async fn cluster_up(args: UpArgs) -> Result<()> {
     print_status(&up.cluster.addrs(), &up.cluster.names()).await
 }
 
-async fn cluster_status(args: TargetArgs) -> Result<()> {
+/// The seeds and node names of `--seed` (an external cluster) or `--name` (an embedded one).
+async fn target_nodes(
+    args: &TargetArgs,
+) -> Result<(Vec<SocketAddr>, std::collections::HashMap<SocketAddr, String>)> {
     if !args.seed.is_empty() {
         let seeds =
             backend::resolve_seeds(&args.seed).map_err(|message| Exit { code: exit::BAD_INPUT, message })?;
-        return print_status(&seeds, &Default::default()).await;
+        return Ok((seeds, Default::default()));
     }
     let run = run_id(&args.name.name)?;
     let docker = docker::connect().await?;
     let cluster =
         docker::find_cluster(&docker, &run).await?.ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
-    print_status(&cluster.addrs(), &cluster.names()).await
+    Ok((cluster.addrs(), cluster.names()))
+}
+
+async fn cluster_status(args: TargetArgs) -> Result<()> {
+    let (seeds, names) = target_nodes(&args).await?;
+    print_status(&seeds, &names).await
+}
+
+async fn cluster_fix(args: TargetArgs) -> Result<()> {
+    let (seeds, names) = target_nodes(&args).await?;
+    let before = cluster::fix::check_slots(&seeds).await?;
+    if before.is_clean() {
+        println!("nothing to fix: every slot is served and none is open");
+        return Ok(());
+    }
+    eprintln!("found {before}; repairing…");
+    let report = cluster::fix::fix(&seeds, &cluster::fix::FixOptions::default()).await?;
+    for r in &report.closed {
+        println!("closed slots {}-{} where they were open (the owner keeps them)", r.start, r.end);
+    }
+    for (slot, owner) in &report.finished {
+        println!("finished the move of slot {slot} to {owner}");
+    }
+    for (r, owner) in &report.assigned {
+        println!("assigned uncovered slots {}-{} to {owner}", r.start, r.end);
+    }
+    println!(
+        "fixed in {:.2}s ({} keys moved, {} replaced)",
+        report.elapsed.as_secs_f64(),
+        report.keys_moved,
+        report.replaced
+    );
+    let after = cluster::fix::check_slots(&seeds).await?;
+    if !after.is_clean() {
+        return Err(Exit { code: exit::HARNESS, message: format!("after the repair: {after}") }.into());
+    }
+    print_status(&seeds, &names).await
 }
 
 async fn print_status(

@@ -296,15 +296,6 @@ fn preflight(workload: &Workload) -> Result<(), RunError> {
             chaos.path.display()
         )));
     }
-    // Until the nemesis performs operations, a run that schedules them would pass without
-    // the change it was written to test.
-    if let Some((i, op)) = chaos.operations.iter().enumerate().next() {
-        return Err(RunError::Unsupported(format!(
-            "{}: operation[{i}] ({}): topology operations are read and checked, but not yet performed by this build; remove the [[operation]] tables to run the faults alone",
-            chaos.path.display(),
-            op.operation.name()
-        )));
-    }
     if chaos.faults.iter().any(|f| matches!(f.action, Action::Delay { .. })) && !inject::netem_available() {
         return Err(RunError::Unsupported(format!(
             "{}: `delay` needs the kernel's netem qdisc (sch_netem), which this kernel does not have; use `bandwidth` or `loss`, or run on a kernel with netem",
@@ -388,16 +379,8 @@ async fn drive_and_record(
         }
         if let Some(chaos) = &workload.chaos {
             let schedule = chaos.schedule(plan.duration);
-            let run = nemesis::run(
-                docker.clone(),
-                cluster.clone(),
-                schedule,
-                chaos.seed,
-                clock,
-                events.clone(),
-                stop.clone(),
-            );
-            nemesis = Some(tokio::spawn(run));
+            let op = nemesis::Operator::new(docker.clone(), cluster.clone(), clock, events.clone());
+            nemesis = Some((tokio::spawn(nemesis::run(op.clone(), schedule, chaos.seed, stop.clone())), op));
         }
     }
     let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock, opts.progress_label.clone()));
@@ -405,9 +388,16 @@ async fn drive_and_record(
     progress.abort();
     // The nemesis heals by the end of the run on its own (or at once after a stop); wait
     // for it, so no fault outlives the run.
-    if let Some(n) = nemesis {
+    // Operations may add and remove nodes: from here on, the cluster is what it is now.
+    let mut seeds = seeds.to_vec();
+    if let Some((n, op)) = nemesis {
         let _ = n.await;
+        seeds = op.cluster().addrs();
+        if workload.chaos.as_ref().is_some_and(|c| !c.operations.is_empty()) {
+            repair_slots(&seeds, &clock, &events).await;
+        }
     }
+    let seeds = &seeds[..];
     observers_stop.stop();
     for task in background {
         task.abort();
@@ -454,6 +444,37 @@ async fn drive_and_record(
     report::build_reports(&dir)?;
     append_step_summary(&dir, &verdicts);
     Ok(RunReport { dir, history, interrupted, faults, operations, lost_writes, over_admissions, verdicts })
+}
+
+/// The heal step after topology operations: once the cluster has settled, repair slots an
+/// operation left open (or uncovered) as `slotstorm cluster fix` does, and record it.
+async fn repair_slots(seeds: &[SocketAddr], clock: &RunClock, events: &EventLog) {
+    if let Err(e) = cluster::wait_agreed(seeds, SETTLE_TIMEOUT).await {
+        tracing::warn!(error = %e, "The cluster has not settled after the operations; checking its slots anyway.");
+    }
+    let health = match cluster::fix::check_slots(seeds).await {
+        Ok(h) if h.is_clean() => return,
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not check the slots after the operations.");
+            return;
+        }
+    };
+    let open: Vec<u16> = health.open.iter().map(|o| o.slot.get()).collect();
+    let uncovered: Vec<(u16, u16)> = health.uncovered.iter().map(|r| (r.start, r.end)).collect();
+    eprintln!("heal: {health}; repairing as `slotstorm cluster fix` does");
+    let detail = match cluster::fix::fix(seeds, &cluster::fix::FixOptions::default()).await {
+        Ok(r) => format!(
+            "repaired {health}: {} closed, {} moves finished, {} ranges assigned, {} keys moved",
+            r.closed.len(),
+            r.finished.len(),
+            r.assigned.len(),
+            r.keys_moved
+        ),
+        Err(e) => format!("could not repair {health}: {e}"),
+    };
+    eprintln!("heal: {detail}");
+    observe::emit(events, clock.now_us(), crate::history::EventKind::SlotsFixed { open, uncovered, detail });
 }
 
 /// On GitHub Actions, add the verdicts to the job's summary page.

@@ -11,6 +11,7 @@ pub mod inject;
 pub mod operation;
 mod target;
 
+pub use operation::Operator;
 pub use target::{Resolved, resolve};
 
 use std::net::IpAddr;
@@ -25,7 +26,7 @@ use crate::backend::docker::DockerCluster;
 use crate::driver::{RunClock, Stop};
 use crate::history::EventKind;
 use crate::observe::{EventLog, emit};
-use crate::spec::chaos::{Action, Scheduled};
+use crate::spec::chaos::{Action, Scheduled, ScheduledOperation};
 
 /// A fault that is in force and how to end it.
 struct Active {
@@ -36,22 +37,32 @@ struct Active {
     targets: Vec<String>,
 }
 
-/// Run `schedule` against `cluster` until it is done or `stop` is asked, then heal
-/// everything. Events go to `events`. Operations are not performed by this build: each is
-/// logged as a warning and skipped (see [`operation`]).
-pub async fn run(
-    docker: Docker,
-    cluster: DockerCluster,
-    schedule: Vec<Scheduled>,
-    seed: u64,
-    clock: RunClock,
-    events: EventLog,
-    stop: Arc<Stop>,
-) {
+/// Run `schedule` against the operator's cluster until it is done or `stop` is asked, then
+/// heal everything. Faults are injected and healed here; operations go, in order, to a task
+/// of their own ([`operation`]), so a fault can strike in the middle of one. After the
+/// schedule, a running operation is waited for, unless `stop` is asked (then it is cut
+/// short, and the run's heal step repairs the slots it left open).
+pub async fn run(operator: Operator, schedule: Vec<Scheduled>, seed: u64, stop: Arc<Stop>) {
+    let (docker, clock, events) = (operator.docker.clone(), operator.clock, operator.events.clone());
     let mut rng = SmallRng::seed_from_u64(seed);
+    let (ops_tx, mut ops_rx) = tokio::sync::mpsc::unbounded_channel::<ScheduledOperation>();
+    let mut operations = {
+        let operator = operator.clone();
+        // Operations choose their targets from a generator of their own, so adding one
+        // never changes which nodes the faults hit.
+        let mut rng = SmallRng::seed_from_u64(seed.rotate_left(17) ^ 0x6f70_7365);
+        tokio::spawn(async move {
+            while let Some(op) = ops_rx.recv().await {
+                if let Err(e) = operator.perform(&op, &mut rng).await {
+                    tracing::warn!(operation = op.index, action = op.operation.name(), error = %e, "An operation failed; the schedule goes on.");
+                }
+            }
+        })
+    };
     let mut active: Vec<Active> = Vec::new();
     let mut next = schedule.into_iter().peekable();
     loop {
+        let cluster = operator.cluster();
         let next_inject = next.peek().map(Scheduled::at);
         let next_heal = active.iter().map(|a| a.heal_at).min();
         let Some(when) = [next_inject, next_heal].into_iter().flatten().min() else { break };
@@ -68,9 +79,7 @@ pub async fn run(
         let fault = match next.next().expect("an injection is due") {
             Scheduled::Fault(fault) => fault,
             Scheduled::Operation(op) => {
-                if let Err(e) = operation::perform(&op).await {
-                    tracing::warn!(operation = op.index, action = op.operation.name(), error = %e, "An operation failed; the schedule goes on.");
-                }
+                let _ = ops_tx.send(op);
                 continue;
             }
         };
@@ -126,10 +135,22 @@ pub async fn run(
             }
         }
     }
+    drop(ops_tx);
+    tokio::select! {
+        _ = &mut operations => {}
+        () = wait_stop(&stop) => operations.abort(),
+    }
+    let cluster = operator.cluster();
     for a in active.drain(..).rev() {
         heal(&docker, &cluster, &a, &clock, &events).await;
     }
     heal_all(&docker, &cluster).await;
+}
+
+async fn wait_stop(stop: &Stop) {
+    while !stop.stopped() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Sleep until `at` on the run clock; false when stopped first.

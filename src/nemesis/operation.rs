@@ -1,28 +1,349 @@
-//! Topology operations from a chaos file's `[[operation]]` tables: planned failover,
-//! reshard, add-node, rebalance, remove-node. The file format and its checks are in
-//! [`crate::spec::chaos`]; performing them (through [`crate::cluster`]) is not in this
-//! build yet, so every operation fails with [`OperationError::NotPerformed`], and
-//! [`crate::run`] refuses such a chaos file before the cluster starts.
+//! Topology operations from a chaos file's `[[operation]]` tables, performed on the run's
+//! embedded cluster through [`crate::cluster`] (the protocol, never redis-cli): planned
+//! failover, reshard, add-node, rebalance, remove-node. Each emits `OperationStarted`, its
+//! steps (batches migrated, slots handed over) and `OperationDone` or `OperationFailed` (with
+//! the slots it left open) into the run's history.
+//!
+//! Operations run one at a time, in order, on a task of their own, so faults scheduled
+//! during an operation hit it (a kill of a reshard's source).
 
-use crate::spec::chaos::ScheduledOperation;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// An operation that could not be performed.
-#[derive(Debug, thiserror::Error)]
-pub enum OperationError {
-    /// This build reads operations but cannot perform them.
-    #[error("operation[{index}] ({action}): operation not yet performed by this build")]
-    NotPerformed {
-        /// The operation's number in the chaos file.
-        index: usize,
-        /// Its action, as the file writes it.
-        action: &'static str,
-    },
+use bollard::Docker;
+use rand::rngs::SmallRng;
+
+use super::target::resolve;
+use crate::backend::docker::{DockerCluster, NodeContainer};
+use crate::cluster::admin::{self, AdminError, NodeRef as ClusterNode};
+use crate::cluster::membership::JoinAs;
+use crate::cluster::migrate::{self, ReshardEvent, ReshardOptions, ReshardPlan};
+use crate::cluster::topology::SlotRange;
+use crate::cluster::{fix, rebalance};
+use crate::driver::RunClock;
+use crate::embedded;
+use crate::history::EventKind;
+use crate::observe::{EventLog, emit};
+use crate::spec::chaos::{
+    FailoverMode, Migration, NewNodeRole, NodeRef, Operation, ScheduledOperation, SlotSelection, TargetSpec,
+};
+
+/// How long a failover, a join or a forget may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What operations work on: the cluster as it grows and shrinks.
+#[derive(Clone)]
+pub struct Operator {
+    /// The engine.
+    pub docker: Docker,
+    /// The run's containers, kept current as nodes are added and removed (the nemesis heals
+    /// every node in it on the way out).
+    pub cluster: Arc<Mutex<DockerCluster>>,
+    /// The run's clock.
+    pub clock: RunClock,
+    /// Where events go.
+    pub events: EventLog,
+    /// Nodes added by this run, oldest first (`newest` is the last).
+    added: Arc<Mutex<Vec<String>>>,
 }
 
-/// Perform `op` on the cluster.
-///
-/// # Errors
-/// Always [`OperationError::NotPerformed`], until the operations are implemented.
-pub async fn perform(op: &ScheduledOperation) -> Result<(), OperationError> {
-    Err(OperationError::NotPerformed { index: op.index, action: op.operation.name() })
+/// An operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// Its target could not be resolved.
+    #[error("{0}")]
+    Target(String),
+    /// The cluster refused or the change failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// Adding or removing a container failed.
+    #[error(transparent)]
+    Scale(#[from] embedded::ScaleError),
+    /// No node answered, or the nodes did not settle.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+impl Operator {
+    /// An operator on `cluster`.
+    pub fn new(docker: Docker, cluster: DockerCluster, clock: RunClock, events: EventLog) -> Operator {
+        Operator { docker, cluster: Arc::new(Mutex::new(cluster)), clock, events, added: Arc::default() }
+    }
+
+    /// The cluster as it is now.
+    pub fn cluster(&self) -> DockerCluster {
+        self.cluster.lock().expect("cluster lock").clone()
+    }
+
+    fn seeds(&self) -> Vec<SocketAddr> {
+        self.cluster().addrs()
+    }
+
+    fn emit(&self, kind: EventKind) {
+        emit(&self.events, self.clock.now_us(), kind);
+    }
+
+    /// Perform `op`, recording it. Failures are recorded (with the slots left open) and
+    /// returned.
+    ///
+    /// # Errors
+    /// [`OperationError`] when the operation could not be done.
+    pub async fn perform(&self, op: &ScheduledOperation, rng: &mut SmallRng) -> Result<(), OperationError> {
+        let action = op.operation.name();
+        let index = op.index;
+        let result = self.run(op, rng).await;
+        if let Err(e) = &result {
+            let open_slots = open_slots(&self.seeds()).await;
+            self.emit(EventKind::OperationFailed {
+                index,
+                action: action.into(),
+                error: e.to_string(),
+                open_slots,
+            });
+        }
+        result
+    }
+
+    async fn run(&self, op: &ScheduledOperation, rng: &mut SmallRng) -> Result<(), OperationError> {
+        let index = op.index;
+        let action = op.operation.name().to_string();
+        let started = |detail: String| {
+            self.emit(EventKind::OperationStarted { index, action: action.clone(), detail });
+        };
+        let done = |detail: String, slots: u32, keys: u64| {
+            self.emit(EventKind::OperationDone { index, action: action.clone(), detail, slots, keys });
+        };
+        match &op.operation {
+            Operation::Failover { target, mode } => {
+                let replica = self.one(target, rng).await?;
+                started(format!("{} takes over ({})", replica.node, mode.name()));
+                let did = admin::failover(
+                    &self.seeds(),
+                    &ClusterNode::Addr(replica.addr),
+                    cluster_mode(*mode),
+                    STEP_TIMEOUT,
+                )
+                .await?;
+                done(
+                    format!(
+                        "{} took over {} slots from {} in {:.2}s",
+                        replica.node,
+                        did.slots,
+                        self.name_of_id(&did.demoted.0).await,
+                        did.elapsed.as_secs_f64()
+                    ),
+                    did.slots,
+                    0,
+                );
+            }
+            Operation::Reshard { from, to, slots, migration } => {
+                let (src, dst) = (self.one(from, rng).await?, self.one(to, rng).await?);
+                let view = admin::seed_view(&self.seeds()).await?;
+                let ranges = match slots {
+                    SlotSelection::Count(n) => {
+                        migrate::lowest_slots(&view, &ClusterNode::Addr(src.addr), u32::from(*n))?
+                    }
+                    SlotSelection::Range { first, last } => {
+                        vec![SlotRange { start: first.get(), end: last.get() }]
+                    }
+                    SlotSelection::Key { slot, .. } => vec![SlotRange { start: slot.get(), end: slot.get() }],
+                };
+                let count: u32 = ranges.iter().map(SlotRange::len).sum();
+                started(format!("{count} slots {} → {}", src.node, dst.node));
+                let plan = ReshardPlan {
+                    from: ClusterNode::Addr(src.addr),
+                    to: ClusterNode::Addr(dst.addr),
+                    slots: ranges,
+                };
+                let r =
+                    migrate::reshard(&self.seeds(), &plan, &options(migration), &self.steps(index)).await?;
+                done(
+                    format!(
+                        "{} slots {} → {}, {} keys in {:.2}s",
+                        r.slots,
+                        src.node,
+                        dst.node,
+                        r.keys,
+                        r.elapsed.as_secs_f64()
+                    ),
+                    r.slots,
+                    r.keys,
+                );
+            }
+            Operation::AddNode { role } => {
+                let join = match role {
+                    NewNodeRole::Primary => JoinAs::Primary,
+                    NewNodeRole::Replica { of } => {
+                        JoinAs::ReplicaOf(ClusterNode::Addr(self.one(of, rng).await?.addr))
+                    }
+                };
+                let as_what = match role {
+                    NewNodeRole::Primary => "an empty primary".to_string(),
+                    NewNodeRole::Replica { of } => format!("a replica of {of}"),
+                };
+                started(format!("a new node joins as {as_what}"));
+                let (node, _joined) =
+                    embedded::add_node(&self.docker, &self.cluster(), &join, STEP_TIMEOUT).await?;
+                let name = node.node.clone();
+                self.cluster.lock().expect("cluster lock").nodes.push(node);
+                self.added.lock().expect("added lock").push(name.clone());
+                self.emit(EventKind::OperationStep {
+                    index,
+                    what: format!("{name} joined"),
+                    slot: None,
+                    keys: 0,
+                });
+                done(format!("{name} joined as {as_what}"), 0, 0);
+            }
+            Operation::Rebalance { use_empty_primaries, migration } => {
+                if !use_empty_primaries {
+                    return Err(OperationError::Target(
+                        "rebalance with use_empty_primaries = false is not performed by this build; every primary gets an even share".into(),
+                    ));
+                }
+                let plan = rebalance::rebalance_plan(&admin::seed_view(&self.seeds()).await?);
+                let moving: u32 = plan.iter().map(|m| m.slots.iter().map(SlotRange::len).sum::<u32>()).sum();
+                started(format!("{} moves, {moving} slots, to even shares", plan.len()));
+                let r = rebalance::rebalance(&self.seeds(), &options(migration), &self.steps(index)).await?;
+                done(
+                    format!(
+                        "{} moves, {} slots, {} keys in {:.2}s",
+                        r.moves.len(),
+                        r.slots(),
+                        r.keys(),
+                        r.elapsed.as_secs_f64()
+                    ),
+                    r.slots(),
+                    r.keys(),
+                );
+            }
+            Operation::RemoveNode { target, drain } => {
+                let name = match target {
+                    NodeRef::Name(n) => n.clone(),
+                    NodeRef::Newest => {
+                        self.added.lock().expect("added lock").last().cloned().ok_or_else(|| {
+                            OperationError::Target("remove-node newest: no node was added by this run".into())
+                        })?
+                    }
+                };
+                let node =
+                    self.cluster().nodes.iter().find(|n| n.node == name).cloned().ok_or_else(|| {
+                        OperationError::Target(format!("remove-node: no node {name} in this run"))
+                    })?;
+                started(format!("{name}{}", if drain.is_some() { ", drained first" } else { "" }));
+                let (mut slots, mut keys) = (0, 0);
+                if let Some(m) = drain {
+                    (slots, keys) = self.drain(index, &node, m).await?;
+                }
+                embedded::remove_node(&self.docker, &self.cluster(), &name, STEP_TIMEOUT).await?;
+                self.cluster.lock().expect("cluster lock").nodes.retain(|n| n.node != name);
+                self.added.lock().expect("added lock").retain(|n| n != &name);
+                done(format!("{name} removed ({slots} slots, {keys} keys moved away first)"), slots, keys);
+            }
+        }
+        Ok(())
+    }
+
+    /// Move every slot of `node` to the other primaries, evenly (fewest slots first).
+    async fn drain(
+        &self,
+        index: usize,
+        node: &NodeContainer,
+        m: &Migration,
+    ) -> Result<(u32, u64), OperationError> {
+        let view = admin::seed_view(&self.seeds()).await?;
+        let addr = node.addr.to_string();
+        let Some(me) = view.nodes.iter().find(|n| n.addr == addr) else { return Ok((0, 0)) };
+        let mut mine = admin::slots_in(&me.slots);
+        let mut others: Vec<_> =
+            view.nodes.iter().filter(|n| n.is_primary() && !n.is_failed() && n.addr != addr).collect();
+        if mine.is_empty() {
+            return Ok((0, 0));
+        }
+        if others.is_empty() {
+            return Err(OperationError::Target(format!(
+                "remove-node {}: no other primary to drain to",
+                node.node
+            )));
+        }
+        others.sort_by_key(|n| n.slot_count());
+        let (mut slots, mut keys) = (0, 0);
+        let share = mine.len().div_ceil(others.len());
+        for to in others {
+            let chunk: Vec<u16> = mine.drain(..share.min(mine.len())).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let plan = ReshardPlan {
+                from: ClusterNode::Addr(node.addr),
+                to: ClusterNode::Id(to.id.clone()),
+                slots: admin::to_ranges(chunk),
+            };
+            let r = migrate::reshard(&self.seeds(), &plan, &options(m), &self.steps(index)).await?;
+            slots += r.slots;
+            keys += r.keys;
+        }
+        Ok((slots, keys))
+    }
+
+    /// The one node `target` names now.
+    async fn one(&self, target: &TargetSpec, rng: &mut SmallRng) -> Result<NodeContainer, OperationError> {
+        let r = resolve(target, &self.cluster(), rng).await.map_err(OperationError::Target)?;
+        r.nodes.into_iter().next().ok_or_else(|| OperationError::Target(format!("{target:?} names no node")))
+    }
+
+    /// The run's name of the node with cluster id `id`, or the id.
+    async fn name_of_id(&self, id: &str) -> String {
+        let Ok(view) = admin::seed_view(&self.seeds()).await else { return id.to_string() };
+        let cluster = self.cluster();
+        view.nodes
+            .iter()
+            .find(|n| n.id.0 == id)
+            .and_then(|n| cluster.nodes.iter().find(|c| c.addr.to_string() == n.addr))
+            .map_or_else(|| id.to_string(), |c| c.node.clone())
+    }
+
+    /// A reshard progress callback that records steps of operation `index`.
+    fn steps(&self, index: usize) -> impl Fn(ReshardEvent) + Send + Sync + use<> {
+        let (events, clock) = (self.events.clone(), self.clock);
+        move |e| {
+            let (what, slot, keys) = match e {
+                ReshardEvent::Batch { slot, keys } => ("batch", Some(slot.get()), keys as u64),
+                ReshardEvent::SlotMoved { slot, .. } => ("slot_handed_over", Some(slot.get()), 0),
+                _ => return,
+            };
+            emit(&events, clock.now_us(), EventKind::OperationStep { index, what: what.into(), slot, keys });
+        }
+    }
+}
+
+fn cluster_mode(m: FailoverMode) -> admin::FailoverMode {
+    match m {
+        FailoverMode::Default => admin::FailoverMode::Default,
+        FailoverMode::Force => admin::FailoverMode::Force,
+        FailoverMode::Takeover => admin::FailoverMode::Takeover,
+    }
+}
+
+fn options(m: &Migration) -> ReshardOptions {
+    ReshardOptions {
+        keys_per_batch: m.keys_per_batch as usize,
+        parallel_slots: m.pipeline as usize,
+        migrate_timeout: m.timeout,
+        ..ReshardOptions::default()
+    }
+}
+
+/// Slots some node has importing or migrating now (best effort: empty when no node answers).
+pub async fn open_slots(seeds: &[SocketAddr]) -> Vec<u16> {
+    match fix::check_slots(seeds).await {
+        Ok(health) => {
+            let mut slots: Vec<u16> = health.open.iter().map(|o| o.slot.get()).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            slots
+        }
+        Err(_) => Vec::new(),
+    }
 }
