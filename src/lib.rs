@@ -6,8 +6,8 @@
 //! |---|---|
 //! | [`spec`] | workload and chaos files (TOML): the formats, defaults, validation with `file:line:column` errors, the fault schedule |
 //! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
-//! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status |
-//! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing |
+//! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status; topology changes: failover, reshard, rebalance, fix, join and forget |
+//! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing; adding and removing a node |
 //! | [`shutdown`] | the signals that end a command early |
 //! | [`cli`] | clap commands and exit codes; wiring only |
 //!
