@@ -6,8 +6,8 @@
 //! |---|---|
 //! | [`spec`] | workload and chaos files (TOML): the formats, defaults, validation with `file:line:column` errors, the fault schedule |
 //! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
-//! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status |
-//! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing |
+//! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status; topology changes: failover, reshard, rebalance, fix, join and forget |
+//! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing; adding and removing a node |
 //! | [`driver`] | the load: key choice, templates, open/closed-loop pacing, slot routing, the client policy |
 //! | [`nemesis`] | the fault schedule: targets, injection through the Docker API, healing on every exit |
 //! | [`observe`] | the failover detector: per-node pollers and node-log followers, emitting events |

@@ -311,15 +311,40 @@ async fn killing_the_source_mid_reshard_leaves_open_slots_that_fix_repairs() {
     eprintln!("after the kill: {health}");
     assert!(!health.open.is_empty(), "the target has slots left importing");
 
-    let report = fix::fix(&addrs, &FixOptions::default()).await.unwrap();
+    let report = match fix::fix(&addrs, &FixOptions::default()).await {
+        Ok(r) => r,
+        Err(e) => {
+            // What each node thought, for the post-mortem.
+            for r in futures_util::future::join_all(addrs.iter().map(|&a| NodeReport::fetch(a)))
+                .await
+                .into_iter()
+                .flatten()
+            {
+                let me = r.view.myself().unwrap();
+                eprintln!(
+                    "{} {} epoch {} slots {} open {:?}",
+                    r.addr,
+                    r.state(),
+                    me.config_epoch,
+                    me.slot_count(),
+                    me.open_slots
+                );
+            }
+            panic!("fix: {e}");
+        }
+    };
+    let fixed: u32 = report.closed.iter().map(SlotRange::len).sum::<u32>() + report.finished.len() as u32;
     eprintln!(
-        "fix: closed {:?}, finished {:?}, assigned {:?}, {} keys moved, {:.2}s",
-        report.closed,
-        report.finished,
-        report.assigned,
+        "fix: {} slots closed, {} moves finished, {} slots assigned, {} keys moved, {:.2}s",
+        report.closed.iter().map(SlotRange::len).sum::<u32>(),
+        report.finished.len(),
+        report.assigned.len(),
         report.keys_moved,
         report.elapsed.as_secs_f64()
     );
+    let open_before: std::collections::BTreeSet<u16> =
+        report.before.open.iter().map(|o| o.slot.get()).collect();
+    assert_eq!(fixed as usize, open_before.len(), "each open slot was closed or finished");
     let after = fix::check_slots(&addrs).await.unwrap();
     assert!(after.is_clean(), "{after}");
     let live: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addr_of(&from)).collect();

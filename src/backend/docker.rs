@@ -182,7 +182,7 @@ pub async fn connect() -> Result<Docker, BackendError> {
 
 /// Create the run's network and `count` node containers named `redis-1..=count`, start them
 /// and read their addresses. On error, whatever was created is left for the caller to remove
-/// with [`remove_run`].
+/// with [`remove_labelled`].
 ///
 /// # Errors
 /// [`BackendError::NamesTaken`] when a container or network of this run already exists;

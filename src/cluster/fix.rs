@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::admin::{self, AdminError, Reachable, describe, slot_list, to_ranges};
-use super::migrate::{BatchOptions, Replace, move_keys, set_owner};
 use super::node::{ADMIN_TIMEOUT, Node};
 use super::slot::{SLOT_COUNT, Slot};
 use super::topology::{NodeId, SlotRange, View};
+use super::transfer::{BatchOptions, Moved, Replace, move_keys, set_owner};
 
 /// Which way a slot is open on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,7 +121,14 @@ impl fmt::Display for SlotHealth {
             })
             .collect();
         let uncovered: u32 = self.uncovered.iter().map(SlotRange::len).sum();
-        write!(f, "{} open slots [{}], {uncovered} uncovered slots", open.len(), open.join(", "))
+        let shown = open.len().min(6);
+        let more = if open.len() > shown { ", …" } else { "" };
+        write!(
+            f,
+            "{} open slots [{}{more}], {uncovered} uncovered slots",
+            open.len(),
+            open[..shown].join(", ")
+        )
     }
 }
 
@@ -286,6 +293,13 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
         };
         plans.push((slot, owner, claimants, slot_keys, open));
     }
+    // Close every open slot first. A node ignores news of a slot it imports, so an importer
+    // whose source died keeps the dead node as owner and reports the cluster down (and
+    // refuses keys) until the slot is closed; a finished move opens it again below.
+    for o in &health.open {
+        let node = nodes.get_mut(&o.node).expect("an answering primary");
+        node.run::<()>(redis::cmd("CLUSTER").arg("SETSLOT").arg(o.slot.get()).arg("STABLE")).await?;
+    }
     for (owner, slots) in &assign {
         take_slots(&mut nodes, owner, slots).await?;
         report.assigned.extend(to_ranges(slots.iter().copied()).into_iter().map(|r| (r, owner.clone())));
@@ -296,13 +310,7 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
     let mut closed = Vec::new();
     for (slot, owner, claimants, slot_keys, open) in plans {
         match owner {
-            None => {
-                for o in &open {
-                    let node = nodes.get_mut(&o.node).expect("an answering primary");
-                    node.run::<()>(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("STABLE")).await?;
-                }
-                closed.push(slot);
-            }
+            None => closed.push(slot),
             Some(owner) => {
                 let moved = finish(&mut nodes, slot, &owner, &claimants, &slot_keys, &open, &batch).await?;
                 report.keys_moved += moved.keys;
@@ -396,7 +404,7 @@ async fn finish(
     keys: &BTreeMap<NodeId, u64>,
     open: &[&OpenSlot],
     batch: &BatchOptions,
-) -> Result<super::migrate::Moved, AdminError> {
+) -> Result<Moved, AdminError> {
     let mut dst = nodes[owner].clone();
     let setslot = |state: &str, peer: &NodeId| {
         redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(&peer.0).clone()
@@ -411,7 +419,7 @@ async fn finish(
     for c in claimants.iter().filter(|c| *c != owner) {
         nodes.get_mut(c).expect("a claimant answers").run::<()>(&setslot("MIGRATING", owner)).await?;
     }
-    let mut moved = super::migrate::Moved::default();
+    let mut moved = Moved::default();
     for holder in keys.keys().filter(|h| *h != owner) {
         let mut src = nodes[holder].clone();
         let m = move_keys(&mut src, &mut dst, slot, batch, |_| {}).await?;

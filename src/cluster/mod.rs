@@ -1,6 +1,8 @@
 //! Cluster administration over the Redis protocol: bootstrap (MEET, ADDSLOTSRANGE,
 //! REPLICATE), waiting until every node agrees and every replica is in sync, and surveying a
-//! running cluster for `status`.
+//! running cluster for `status`. Topology changes have a file each: planned failover and the
+//! shared helpers in `admin`, reshard in `migrate` (keys moved by `transfer`), `rebalance`,
+//! `fix` for open and uncovered slots, join and forget in `membership`.
 //!
 //! This module talks to nodes by address only; it never knows whether they live in Docker
 //! or elsewhere, and it never generates load.
@@ -14,6 +16,7 @@ pub mod rebalance;
 pub mod slot;
 pub mod status;
 pub mod topology;
+pub mod transfer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
