@@ -109,12 +109,13 @@ fn one(
         p99_before_us: None,
         p99_during_us: None,
     };
-    let mut step_keys = 0;
+    let (mut step_keys, mut step_slots) = (0, 0);
     for e in mine {
         match &e.kind {
-            EventKind::OperationStep { index: i, keys, .. } if *i == index => {
+            EventKind::OperationStep { index: i, keys, what, .. } if *i == index => {
                 report.steps += 1;
                 step_keys += keys;
+                step_slots += u32::from(what == "slot_handed_over");
             }
             EventKind::OperationDone { index: i, slots, keys, detail, .. } if *i == index => {
                 report.ended_us = e.at_us;
@@ -128,6 +129,7 @@ fn one(
                 report.error = Some(error.clone());
                 report.open_slots = open_slots.clone();
                 report.keys = step_keys;
+                report.slots = step_slots;
                 break;
             }
             _ => {}
@@ -264,6 +266,15 @@ mod tests {
                 5_100,
                 EventKind::OperationStep { index: 2, what: "batch".into(), slot: Some(1), keys: 10 },
             ),
+            event(
+                5_150,
+                EventKind::OperationStep {
+                    index: 2,
+                    what: "slot_handed_over".into(),
+                    slot: Some(1),
+                    keys: 0,
+                },
+            ),
             event(5_200, EventKind::OperationStep { index: 2, what: "batch".into(), slot: Some(2), keys: 5 }),
             event(
                 6_000,
@@ -276,7 +287,7 @@ mod tests {
             ),
         ];
         let r = &operation_reports(&history(vec![], vec![], events))[0];
-        assert_eq!((r.keys, r.steps, r.open_slots.clone()), (15, 2, vec![2]));
+        assert_eq!((r.keys, r.slots, r.steps, r.open_slots.clone()), (15, 1, 3, vec![2]));
         assert_eq!(r.error.as_deref(), Some("MIGRATE: connection refused"));
         assert_eq!((r.p99_before_us, r.p99_during_us), (None, None));
     }

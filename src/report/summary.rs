@@ -118,10 +118,10 @@ pub fn operation_lines(ops: &[crate::check::operations::OperationReport]) -> Str
                 o.open_slots.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
             ),
         };
-        let moved = if o.keys > 0 || o.slots > 0 {
-            format!("; {} slots, {} keys ({:.0} keys/s)", o.slots, o.keys, o.keys_per_s)
-        } else {
-            String::new()
+        let moved = match (o.slots, o.keys) {
+            (0, 0) => String::new(),
+            (slots, 0) => format!("; {slots} slots"),
+            (slots, keys) => format!("; {slots} slots, {keys} keys ({:.0} keys/s)", o.keys_per_s),
         };
         let _ = writeln!(
             out,
