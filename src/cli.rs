@@ -470,8 +470,11 @@ async fn target_nodes(
     }
     let run = run_id(&args.name.name)?;
     let docker = docker::connect().await?;
-    let cluster =
-        docker::find_cluster(&docker, &run).await?.ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
+    let (cluster, exited) =
+        docker::find_running(&docker, &run).await?.ok_or_else(|| BackendError::NoSuchRun(run.to_string()))?;
+    if !exited.is_empty() {
+        eprintln!("not running (left out): {}", exited.join(", "));
+    }
     Ok((cluster.addrs(), cluster.names()))
 }
 

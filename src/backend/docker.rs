@@ -355,6 +355,27 @@ async fn list_containers(
 /// [`BackendError::Docker`] when listing fails; [`BackendError::NoAddress`] when a container
 /// is not attached to the run's network (stopped containers have no address).
 pub async fn find_cluster(docker: &Docker, run: &RunId) -> Result<Option<DockerCluster>, BackendError> {
+    Ok(find(docker, run, false).await?.map(|(cluster, _)| cluster))
+}
+
+/// The running containers of run `run`, in node order, and the names of the nodes whose
+/// containers are not running (killed or stopped by a fault, say); `None` when the run has
+/// no containers.
+///
+/// # Errors
+/// [`BackendError::Docker`] when listing fails.
+pub async fn find_running(
+    docker: &Docker,
+    run: &RunId,
+) -> Result<Option<(DockerCluster, Vec<String>)>, BackendError> {
+    find(docker, run, true).await
+}
+
+async fn find(
+    docker: &Docker,
+    run: &RunId,
+    skip_exited: bool,
+) -> Result<Option<(DockerCluster, Vec<String>)>, BackendError> {
     let label = format!("{RUN_LABEL}={run}");
     let found = list_containers(docker, HashMap::from([("label", vec![label.as_str()])])).await?;
     if found.is_empty() {
@@ -362,6 +383,7 @@ pub async fn find_cluster(docker: &Docker, run: &RunId) -> Result<Option<DockerC
     }
     let network = run.network();
     let mut nodes = Vec::new();
+    let mut exited = Vec::new();
     for c in found {
         let labels = c.labels.unwrap_or_default();
         let Some(node) = labels.get(NODE_LABEL) else { continue };
@@ -378,6 +400,10 @@ pub async fn find_cluster(docker: &Docker, run: &RunId) -> Result<Option<DockerC
             });
         let ip = match ip {
             Ok(ip) => ip,
+            Err(_) if skip_exited && c.state != Some(ContainerSummaryStateEnum::RUNNING) => {
+                exited.push(node.clone());
+                continue;
+            }
             // A container that exited has no address; its log says why.
             Err(_) if c.state != Some(ContainerSummaryStateEnum::RUNNING) => {
                 let log = log_tail(docker, &container, 6).await;
@@ -388,7 +414,8 @@ pub async fn find_cluster(docker: &Docker, run: &RunId) -> Result<Option<DockerC
         nodes.push(NodeContainer { node: node.clone(), container, addr: SocketAddr::new(ip, REDIS_PORT) });
     }
     nodes.sort_by_key(|n| node_index(&n.node));
-    Ok(Some(DockerCluster { run: run.clone(), nodes }))
+    exited.sort_by_key(|n| node_index(n));
+    Ok(Some((DockerCluster { run: run.clone(), nodes }, exited)))
 }
 
 /// The last `lines` lines of a container's output, joined with ` | ` for a one-line message.
