@@ -226,7 +226,7 @@ async fn a_fourth_primary_joins_takes_a_quarter_and_leaves_without_losing_keys()
     let mut all = tc.addrs();
     all.push(node.addr);
 
-    let report = rebalance::rebalance(&all, &ReshardOptions::default(), &quiet).await.unwrap();
+    let report = rebalance::rebalance(&all, true, &ReshardOptions::default(), &quiet).await.unwrap();
     eprintln!(
         "rebalanced {} slots, {} keys in {} moves, {:.2}s",
         report.slots(),

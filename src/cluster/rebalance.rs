@@ -111,20 +111,27 @@ impl RebalanceReport {
 
 /// Plan with [`rebalance_plan`] from the seed's view and carry out each move with
 /// [`reshard`] (`opts` apply to each; `opts.timeout` to the whole), then wait until the
-/// answering nodes settle. Refused when slots are uncovered or open: `fix` first.
+/// answering nodes settle. Without `use_empty_primaries`, primaries that serve no slot are
+/// left out (as `redis-cli --cluster rebalance` without `--cluster-use-empty-masters`).
+/// Refused when slots are uncovered or open: `fix` first.
 ///
 /// # Errors
 /// [`AdminError::SlotsOpen`] before anything moves; then any error of [`reshard`].
 pub async fn rebalance(
     seeds: &[SocketAddr],
+    use_empty_primaries: bool,
     opts: &ReshardOptions,
     on_event: &(dyn Fn(ReshardEvent) + Send + Sync),
 ) -> Result<RebalanceReport, AdminError> {
     let start = Instant::now();
-    let view = admin::seed_view(seeds).await?;
+    let mut view = admin::seed_view(seeds).await?;
     let health = super::fix::slot_health(&view).await;
     if !health.is_clean() {
         return Err(AdminError::SlotsOpen { slots: health.to_string() });
+    }
+    if !use_empty_primaries {
+        // Primaries without slots stay out of the plan (and so stay empty).
+        view.nodes.retain(|n| !n.is_primary() || !n.slots.is_empty());
     }
     let mut moves = Vec::new();
     for m in rebalance_plan(&view) {

@@ -197,15 +197,20 @@ impl Operator {
                 done(format!("{name} joined as {as_what}"), 0, 0);
             }
             Operation::Rebalance { use_empty_primaries, migration } => {
+                let mut view = admin::seed_view(&self.seeds()).await?;
                 if !use_empty_primaries {
-                    return Err(OperationError::Target(
-                        "rebalance with use_empty_primaries = false is not performed by this build; every primary gets an even share".into(),
-                    ));
+                    view.nodes.retain(|n| !n.is_primary() || !n.slots.is_empty());
                 }
-                let plan = rebalance::rebalance_plan(&admin::seed_view(&self.seeds()).await?);
+                let plan = rebalance::rebalance_plan(&view);
                 let moving: u32 = plan.iter().map(|m| m.slots.iter().map(SlotRange::len).sum::<u32>()).sum();
                 started(format!("{} moves, {moving} slots, to even shares", plan.len()));
-                let r = rebalance::rebalance(&self.seeds(), &options(migration), &self.steps(index)).await?;
+                let r = rebalance::rebalance(
+                    &self.seeds(),
+                    *use_empty_primaries,
+                    &options(migration),
+                    &self.steps(index),
+                )
+                .await?;
                 done(
                     format!(
                         "{} moves, {} slots, {} keys in {:.2}s",
