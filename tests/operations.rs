@@ -174,6 +174,15 @@ async fn resharding_1000_slots_under_load_keeps_every_acknowledged_value() {
     assert_eq!(op.slots, 1000);
     assert!(op.keys > 0, "keys written before it moved with it: {op:?}");
     assert!(op.moved_followed + op.ask_followed > 0, "the client was redirected: {op:?}");
+    // Per interval and shard: the three shards of the start, each with ops.
+    let shards = std::fs::read_to_string(report.dir.join("shards.csv")).unwrap();
+    assert!(shards.starts_with("interval,start_s,shard,ops,errors,attempt_timeout,"), "{shards}");
+    for name in ["redis-1", "redis-2", "redis-3"] {
+        assert!(
+            shards.lines().filter(|l| l.split(',').nth(2) == Some(name)).count() > 10,
+            "{name}: {shards}"
+        );
+    }
     assert_healthy(&kept.cluster.addrs()).await;
     assert_eq!(lost(&report), 0);
     assert_eq!(report.over_admissions.iter().map(|o| o.over_windows).sum::<u64>(), 0);

@@ -42,7 +42,7 @@ fn the_smoke_workload_runs_end_to_end_writes_results_and_leaves_nothing() {
         std::fs::read_dir(dir.0.join("results")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(results.len(), 1);
     let folder = &results[0];
-    for file in ["run.json", "latency.hlog", "timeline.csv", "events.jsonl"] {
+    for file in ["run.json", "latency.hlog", "timeline.csv", "shards.csv", "events.jsonl"] {
         assert!(folder.join(file).is_file(), "{file} missing in {}", folder.display());
     }
     let run = read_json(&folder.join("run.json"));

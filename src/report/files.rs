@@ -81,6 +81,7 @@ pub fn write_results(
     crate::history::store::save(&dir.join(crate::history::store::FILE), history)?;
     write_hlog(&dir.join("latency.hlog"), history)?;
     write_timeline(&dir.join("timeline.csv"), history)?;
+    write_shards(&dir.join("shards.csv"), history, &meta.shards)?;
     write_events(&dir.join("events.jsonl"), history, meta)?;
     Ok(())
 }
@@ -226,6 +227,47 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
             let (p50, p99) = (s.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.99));
             writeln!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
         }
+    }
+    f.flush()
+}
+
+/// One row per interval and shard (the primaries' slots at the start; `slot N` for slots no
+/// shard held): ops, their errors, and every attempt's errors by class, so TRYAGAIN during a
+/// reshard or CLUSTERDOWN during a failover shows where it struck.
+fn write_shards(path: &Path, history: &History, shards: &[Shard]) -> io::Result<()> {
+    let mut shard_of = vec![shards.len(); 16384];
+    for (i, s) in shards.iter().enumerate() {
+        for &(a, b) in &s.ranges {
+            for slot in a..=b.min(16383) {
+                shard_of[usize::from(slot)] = i;
+            }
+        }
+    }
+    let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).chain(std::iter::once("unowned")).collect();
+    let len = history.interval.as_micros().max(1) as u64;
+    // (interval, shard) → ops, failed ops, attempt errors by class.
+    let mut rows: BTreeMap<(u64, usize), (u64, u64, [u64; ErrorClass::COUNT])> = BTreeMap::new();
+    for o in &history.ops {
+        let row = rows.entry((o.start_us / len, shard_of[usize::from(o.slot)])).or_default();
+        row.0 += 1;
+        row.1 += u64::from(o.outcome.error().is_some());
+    }
+    for e in &history.errors {
+        rows.entry((e.at_us / len, shard_of[usize::from(e.slot)])).or_default().2[e.class.index()] += 1;
+    }
+    let mut f = BufWriter::new(File::create(path)?);
+    write!(f, "interval,start_s,shard,ops,errors")?;
+    for c in ErrorClass::ALL {
+        write!(f, ",attempt_{}", c.name())?;
+    }
+    writeln!(f)?;
+    for ((interval, shard), (ops, errors, attempts)) in rows {
+        let start_s = (interval * len) as f64 / 1e6;
+        write!(f, "{interval},{start_s:.3},{},{ops},{errors}", names[shard])?;
+        for n in attempts {
+            write!(f, ",{n}")?;
+        }
+        writeln!(f)?;
     }
     f.flush()
 }

@@ -15,6 +15,9 @@ use crate::history::{EventKind, History};
 pub(super) const FAULT_FILL: RGBAColor = RGBAColor(220, 40, 40, 0.13);
 /// A fault without a window (a restart): a line at `t0`; also fault label text.
 const FAULT_LINE: RGBColor = RGBColor(190, 30, 30);
+/// Shading of a topology operation (started → done or failed), and its label text.
+pub(super) const OPERATION_FILL: RGBAColor = RGBAColor(40, 90, 220, 0.12);
+const OPERATION_LINE: RGBColor = RGBColor(30, 70, 190);
 /// Shading of the warm-up.
 const WARMUP_FILL: RGBAColor = RGBAColor(110, 110, 110, 0.16);
 
@@ -90,10 +93,21 @@ pub(super) struct FaultSpan {
     phases: Vec<(Phase, f64)>,
 }
 
-/// The warm-up and the faults of a run.
+/// One topology operation on the time axis.
+struct OperationSpan {
+    /// `reshard`, `add-node`, with `FAILED` when it failed.
+    label: String,
+    /// Started, s of run time.
+    start_s: f64,
+    /// Done or failed (the run's end when neither was seen), s.
+    end_s: f64,
+}
+
+/// The warm-up, the faults and the topology operations of a run.
 pub(super) struct Timeline {
     warmup_s: f64,
     faults: Vec<FaultSpan>,
+    operations: Vec<OperationSpan>,
 }
 
 impl Timeline {
@@ -140,7 +154,32 @@ impl Timeline {
                 phases: phases(r),
             });
         }
-        Timeline { warmup_s: history.warmup.as_secs_f64(), faults }
+        let operations = history
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::OperationStarted { index, action, .. } => Some((e.at_us, *index, action)),
+                _ => None,
+            })
+            .map(|(at, index, action)| {
+                let end = history.events.iter().find_map(|d| match &d.kind {
+                    EventKind::OperationDone { index: i, .. } if *i == index && d.at_us >= at => {
+                        Some((d.at_us, false))
+                    }
+                    EventKind::OperationFailed { index: i, .. } if *i == index && d.at_us >= at => {
+                        Some((d.at_us, true))
+                    }
+                    _ => None,
+                });
+                let failed = end.is_some_and(|(_, failed)| failed);
+                OperationSpan {
+                    label: if failed { format!("{action} FAILED") } else { action.clone() },
+                    start_s: secs(at),
+                    end_s: end.map_or(end_s.max(secs(at)), |(at, _)| secs(at)),
+                }
+            })
+            .collect();
+        Timeline { warmup_s: history.warmup.as_secs_f64(), faults, operations }
     }
 
     /// The latest moment any fault shows, s.
@@ -148,6 +187,7 @@ impl Timeline {
         self.faults
             .iter()
             .flat_map(|f| std::iter::once(f.end_s).chain(f.phases.iter().map(|p| p.1)))
+            .chain(self.operations.iter().map(|o| o.end_s))
             .fold(0.0, f64::max)
     }
 
@@ -166,6 +206,12 @@ impl Timeline {
             chart.draw_series(std::iter::once(Rectangle::new(
                 [(0.0, lo), (self.warmup_s, hi)],
                 WARMUP_FILL.filled(),
+            )))?;
+        }
+        for o in &self.operations {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(o.start_s, lo), (o.end_s.max(o.start_s + 0.05), hi)],
+                OPERATION_FILL.filled(),
             )))?;
         }
         for f in &self.faults {
@@ -214,6 +260,10 @@ impl Timeline {
         if self.warmup_s > 0.0 {
             boxed_label(chart, (0.0, hi), (4, 4), "warm-up", 13, RGBColor(80, 80, 80))?;
         }
+        // Operation names sit at the bottom, out of the way of the fault and phase labels.
+        for o in &self.operations {
+            boxed_label(chart, (o.start_s, lo), (4, -20), &o.label, 13, OPERATION_LINE)?;
+        }
         for f in &self.faults {
             boxed_label(chart, (f.start_s, hi), (4, 4), &f.label, 13, FAULT_LINE)?;
             for (row, (phase, at)) in f.phases.iter().enumerate() {
@@ -227,7 +277,7 @@ impl Timeline {
     /// Legend entries for what the run has: the warm-up, faults, each phase seen.
     pub(super) fn legend(&self) -> Vec<Entry> {
         let mut out = Vec::new();
-        if self.warmup_s > 0.0 || !self.faults.is_empty() {
+        if self.warmup_s > 0.0 || !self.faults.is_empty() || !self.operations.is_empty() {
             out.push(Entry::new("marks", Swatch::Heading));
         }
         if self.warmup_s > 0.0 {
@@ -235,6 +285,9 @@ impl Timeline {
         }
         if !self.faults.is_empty() {
             out.push(Entry::new("fault (injected → healed)", Swatch::Area(FAULT_FILL)));
+        }
+        if !self.operations.is_empty() {
+            out.push(Entry::new("operation (started → done)", Swatch::Area(OPERATION_FILL)));
         }
         for phase in Phase::ALL {
             if self.faults.iter().any(|f| f.phases.iter().any(|p| p.0 == phase)) {
