@@ -173,6 +173,7 @@ async fn resharding_1000_slots_under_load_keeps_every_acknowledged_value() {
     assert_eq!(op.error, None, "{op:?}");
     assert_eq!(op.slots, 1000);
     assert!(op.keys > 0, "keys written before it moved with it: {op:?}");
+    assert!(op.bytes > op.keys * 10 && op.bytes_per_s > 0.0, "bytes moved are measured: {op:?}");
     assert!(op.moved_followed + op.ask_followed > 0, "the client was redirected: {op:?}");
     // Per interval and shard: the three shards of the start, each with ops.
     let shards = std::fs::read_to_string(report.dir.join("shards.csv")).unwrap();

@@ -36,6 +36,10 @@ pub struct OperationReport {
     pub keys: u64,
     /// Keys moved per second of its duration.
     pub keys_per_s: f64,
+    /// Their size (`MEMORY USAGE` on the source before each batch), bytes.
+    pub bytes: u64,
+    /// Bytes moved per second of its duration.
+    pub bytes_per_s: f64,
     /// Steps recorded (batches, hand-overs, …).
     pub steps: u64,
     /// MOVED redirections the driver followed in the intervals it overlapped.
@@ -101,6 +105,8 @@ fn one(
         slots: 0,
         keys: 0,
         keys_per_s: 0.0,
+        bytes: 0,
+        bytes_per_s: 0.0,
         steps: 0,
         moved_followed: 0,
         ask_followed: 0,
@@ -109,18 +115,20 @@ fn one(
         p99_before_us: None,
         p99_during_us: None,
     };
-    let (mut step_keys, mut step_slots) = (0, 0);
+    let (mut step_keys, mut step_slots, mut step_bytes) = (0, 0, 0);
     for e in mine {
         match &e.kind {
-            EventKind::OperationStep { index: i, keys, what, .. } if *i == index => {
+            EventKind::OperationStep { index: i, keys, bytes, what, .. } if *i == index => {
                 report.steps += 1;
                 step_keys += keys;
+                step_bytes += bytes;
                 step_slots += u32::from(what == "slot_handed_over");
             }
-            EventKind::OperationDone { index: i, slots, keys, detail, .. } if *i == index => {
+            EventKind::OperationDone { index: i, slots, keys, bytes, detail, .. } if *i == index => {
                 report.ended_us = e.at_us;
                 report.slots = *slots;
                 report.keys = *keys;
+                report.bytes = *bytes;
                 report.detail = detail.clone();
                 break;
             }
@@ -130,6 +138,7 @@ fn one(
                 report.open_slots = open_slots.clone();
                 report.keys = step_keys;
                 report.slots = step_slots;
+                report.bytes = step_bytes;
                 break;
             }
             _ => {}
@@ -138,6 +147,7 @@ fn one(
     let (start, end) = (report.started_us, report.ended_us);
     let secs = (end - start) as f64 / 1e6;
     report.keys_per_s = if secs > 0.0 { report.keys as f64 / secs } else { 0.0 };
+    report.bytes_per_s = if secs > 0.0 { report.bytes as f64 / secs } else { 0.0 };
     let len = history.interval.as_micros().max(1) as u64;
     for interval in &history.intervals {
         let (a, b) = (u64::from(interval.index) * len, u64::from(interval.index + 1) * len);
@@ -193,6 +203,10 @@ mod tests {
         }
     }
 
+    fn step(at_ms: u64, index: usize, what: &str, slot: Option<u16>, keys: u64, bytes: u64) -> Event {
+        event(at_ms, EventKind::OperationStep { index, what: what.into(), slot, keys, bytes })
+    }
+
     fn started(at_ms: u64, index: usize) -> Event {
         event(
             at_ms,
@@ -204,15 +218,9 @@ mod tests {
     fn a_finished_reshard_has_its_duration_keys_rate_and_errors() {
         let events = vec![
             started(10_000, 0),
-            event(
-                10_500,
-                EventKind::OperationStep { index: 0, what: "batch".into(), slot: Some(5), keys: 100 },
-            ),
+            step(10_500, 0, "batch", Some(5), 100, 8000),
             // Another operation's events never count.
-            event(
-                11_000,
-                EventKind::OperationStep { index: 1, what: "batch".into(), slot: Some(9), keys: 7 },
-            ),
+            step(11_000, 1, "batch", Some(9), 7, 560),
             event(
                 14_000,
                 EventKind::OperationDone {
@@ -221,6 +229,7 @@ mod tests {
                     detail: "1000 slots redis-3 → redis-1".into(),
                     slots: 1000,
                     keys: 4000,
+                    bytes: 320_000,
                 },
             ),
         ];
@@ -247,6 +256,7 @@ mod tests {
         let r = &operation_reports(&history(ops, errors, events))[0];
         assert_eq!((r.started_us, r.ended_us, r.duration_us()), (10_000_000, 14_000_000, 4_000_000));
         assert_eq!((r.slots, r.keys, r.steps, r.keys_per_s), (1000, 4000, 1, 1000.0));
+        assert_eq!((r.bytes, r.bytes_per_s), (320_000, 80_000.0));
         assert_eq!(r.detail, "1000 slots redis-3 → redis-1");
         assert_eq!(r.attempt_errors[ErrorClass::TryAgain.index()], 1, "the error after its end is not its");
         assert_eq!(
@@ -262,20 +272,9 @@ mod tests {
     fn a_failed_operation_keeps_its_error_open_slots_and_the_keys_its_steps_moved() {
         let events = vec![
             started(5_000, 2),
-            event(
-                5_100,
-                EventKind::OperationStep { index: 2, what: "batch".into(), slot: Some(1), keys: 10 },
-            ),
-            event(
-                5_150,
-                EventKind::OperationStep {
-                    index: 2,
-                    what: "slot_handed_over".into(),
-                    slot: Some(1),
-                    keys: 0,
-                },
-            ),
-            event(5_200, EventKind::OperationStep { index: 2, what: "batch".into(), slot: Some(2), keys: 5 }),
+            step(5_100, 2, "batch", Some(1), 10, 900),
+            step(5_150, 2, "slot_handed_over", Some(1), 0, 0),
+            step(5_200, 2, "batch", Some(2), 5, 100),
             event(
                 6_000,
                 EventKind::OperationFailed {
@@ -288,6 +287,7 @@ mod tests {
         ];
         let r = &operation_reports(&history(vec![], vec![], events))[0];
         assert_eq!((r.keys, r.slots, r.steps, r.open_slots.clone()), (15, 1, 3, vec![2]));
+        assert_eq!(r.bytes, 1000);
         assert_eq!(r.error.as_deref(), Some("MIGRATE: connection refused"));
         assert_eq!((r.p99_before_us, r.p99_during_us), (None, None));
     }

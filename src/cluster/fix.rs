@@ -422,7 +422,7 @@ async fn finish(
     let mut moved = Moved::default();
     for holder in keys.keys().filter(|h| *h != owner) {
         let mut src = nodes[holder].clone();
-        let m = move_keys(&mut src, &mut dst, slot, batch, |_| {}).await?;
+        let m = move_keys(&mut src, &mut dst, slot, batch, |_, _| {}).await?;
         moved.keys += m.keys;
         moved.replaced += m.replaced;
     }

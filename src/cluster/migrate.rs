@@ -84,6 +84,8 @@ pub enum ReshardEvent {
         slot: Slot,
         /// Keys moved in this round.
         keys: usize,
+        /// Their size (`MEMORY USAGE` on the source), bytes.
+        bytes: u64,
     },
     /// A slot was handed over: the target serves it.
     SlotMoved {
@@ -100,6 +102,8 @@ pub enum ReshardEvent {
         keys: u64,
         /// Time spent moving.
         elapsed: Duration,
+        /// Their size, bytes.
+        bytes: u64,
     },
 }
 
@@ -114,6 +118,8 @@ pub struct ReshardReport {
     pub slots: u32,
     /// Keys moved.
     pub keys: u64,
+    /// Their size as `MEMORY USAGE` estimated it on the source, bytes.
+    pub bytes: u64,
     /// `MIGRATE` rounds.
     pub batches: u64,
     /// Keys that existed on the target and were overwritten (see [`Replace`]).
@@ -281,12 +287,13 @@ pub async fn reshard(
             cause: Box::new(cause),
         });
     }
-    on_event(ReshardEvent::Done { slots: tally.slots, keys: tally.keys, elapsed });
+    on_event(ReshardEvent::Done { slots: tally.slots, keys: tally.keys, bytes: tally.bytes, elapsed });
     let mut report = ReshardReport {
         from: checked.from.clone(),
         to: checked.to.clone(),
         slots: tally.slots,
         keys: tally.keys,
+        bytes: tally.bytes,
         batches: tally.batches,
         replaced: tally.replaced,
         elapsed,
@@ -340,6 +347,7 @@ struct Tally {
     keys: u64,
     batches: u64,
     replaced: u64,
+    bytes: u64,
 }
 
 /// One reshard's shared state while its slots move.
@@ -351,14 +359,14 @@ struct SlotMove<'a> {
     opts: &'a ReshardOptions,
     on_event: &'a (dyn Fn(ReshardEvent) + Send + Sync),
     in_flight: Mutex<BTreeSet<u16>>,
-    counters: [AtomicU64; 4],
+    counters: [AtomicU64; 5],
     stop: AtomicBool,
 }
 
 impl SlotMove<'_> {
     fn tally(&self) -> Tally {
         let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
-        Tally { slots: c(0) as u32, keys: c(1), batches: c(2), replaced: c(3) }
+        Tally { slots: c(0) as u32, keys: c(1), batches: c(2), replaced: c(3), bytes: c(4) }
     }
 
     /// Move every slot, `parallel_slots` at a time; after the first failure no new slot
@@ -396,9 +404,9 @@ impl SlotMove<'_> {
             migrate_timeout: self.opts.migrate_timeout,
             replace: self.opts.replace,
         };
-        let moved = move_keys(&mut src, &mut dst, slot, &batch, |keys| {
+        let moved = move_keys(&mut src, &mut dst, slot, &batch, |keys, bytes| {
             self.counters[2].fetch_add(1, Ordering::Relaxed);
-            (self.on_event)(ReshardEvent::Batch { slot: Slot::new(slot).expect("a slot"), keys });
+            (self.on_event)(ReshardEvent::Batch { slot: Slot::new(slot).expect("a slot"), keys, bytes });
         })
         .await?;
         // The target first: it bumps its epoch and claims the slot, then the source stops
@@ -417,6 +425,7 @@ impl SlotMove<'_> {
         self.counters[0].fetch_add(1, Ordering::Relaxed);
         self.counters[1].fetch_add(moved.keys, Ordering::Relaxed);
         self.counters[3].fetch_add(moved.replaced, Ordering::Relaxed);
+        self.counters[4].fetch_add(moved.bytes, Ordering::Relaxed);
         (self.on_event)(ReshardEvent::SlotMoved { slot: Slot::new(slot).expect("a slot"), keys: moved.keys });
         Ok(())
     }

@@ -52,6 +52,8 @@ pub(crate) struct BatchOptions {
 pub(crate) struct Moved {
     pub keys: u64,
     pub replaced: u64,
+    /// Their size as `MEMORY USAGE` estimates it on the source before the move.
+    pub bytes: u64,
 }
 
 /// Move every key of `slot` from `src` to `dst`, a batch at a time, until `src` has none.
@@ -61,7 +63,7 @@ pub(crate) async fn move_keys(
     dst: &mut Node,
     slot: u16,
     opts: &BatchOptions,
-    mut on_batch: impl FnMut(usize),
+    mut on_batch: impl FnMut(usize, u64),
 ) -> Result<Moved, AdminError> {
     let mut moved = Moved::default();
     loop {
@@ -71,6 +73,14 @@ pub(crate) async fn move_keys(
         if keys.is_empty() {
             return Ok(moved);
         }
+        // One more round trip per batch buys the bytes-per-second figure; a key that
+        // vanished meanwhile counts nothing.
+        let mut usage = redis::pipe();
+        for k in &keys {
+            usage.cmd("MEMORY").arg("USAGE").arg(k);
+        }
+        let sizes: Vec<Option<u64>> = src.run_pipe(&usage).await?;
+        let bytes: u64 = sizes.into_iter().flatten().sum();
         let mut replace = opts.replace == Replace::Always;
         loop {
             match migrate(src, dst.addr, &keys, replace, opts.migrate_timeout).await {
@@ -85,7 +95,8 @@ pub(crate) async fn move_keys(
             }
         }
         moved.keys += keys.len() as u64;
-        on_batch(keys.len());
+        moved.bytes += bytes;
+        on_batch(keys.len(), bytes);
     }
 }
 

@@ -302,6 +302,8 @@ pub enum EventKind {
         slot: Option<u16>,
         /// Keys moved in this step.
         keys: u64,
+        /// Their size (`MEMORY USAGE` on the source), bytes.
+        bytes: u64,
     },
     /// An operation finished.
     OperationDone {
@@ -315,6 +317,8 @@ pub enum EventKind {
         slots: u32,
         /// Keys it moved.
         keys: u64,
+        /// Their size, bytes.
+        bytes: u64,
     },
     /// An operation failed part-way.
     OperationFailed {

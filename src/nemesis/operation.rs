@@ -111,8 +111,8 @@ impl Operator {
         let started = |detail: String| {
             self.emit(EventKind::OperationStarted { index, action: action.clone(), detail });
         };
-        let done = |detail: String, slots: u32, keys: u64| {
-            self.emit(EventKind::OperationDone { index, action: action.clone(), detail, slots, keys });
+        let done = |detail: String, slots: u32, keys: u64, bytes: u64| {
+            self.emit(EventKind::OperationDone { index, action: action.clone(), detail, slots, keys, bytes });
         };
         match &op.operation {
             Operation::Failover { target, mode } => {
@@ -134,6 +134,7 @@ impl Operator {
                         did.elapsed.as_secs_f64()
                     ),
                     did.slots,
+                    0,
                     0,
                 );
             }
@@ -169,6 +170,7 @@ impl Operator {
                     ),
                     r.slots,
                     r.keys,
+                    r.bytes,
                 );
             }
             Operation::AddNode { role } => {
@@ -193,8 +195,9 @@ impl Operator {
                     what: format!("{name} joined"),
                     slot: None,
                     keys: 0,
+                    bytes: 0,
                 });
-                done(format!("{name} joined as {as_what}"), 0, 0);
+                done(format!("{name} joined as {as_what}"), 0, 0, 0);
             }
             Operation::Rebalance { use_empty_primaries, migration } => {
                 let mut view = admin::seed_view(&self.seeds()).await?;
@@ -221,6 +224,7 @@ impl Operator {
                     ),
                     r.slots(),
                     r.keys(),
+                    r.moves.iter().map(|m| m.bytes).sum(),
                 );
             }
             Operation::RemoveNode { target, drain } => {
@@ -237,14 +241,15 @@ impl Operator {
                         OperationError::Target(format!("remove-node: no node {name} in this run"))
                     })?;
                 started(format!("{name}{}", if drain.is_some() { ", drained first" } else { "" }));
-                let (mut slots, mut keys) = (0, 0);
+                let (mut slots, mut keys, mut bytes) = (0, 0, 0);
                 if let Some(m) = drain {
-                    (slots, keys) = self.drain(index, &node, m).await?;
+                    (slots, keys, bytes) = self.drain(index, &node, m).await?;
                 }
                 embedded::remove_node(&self.docker, &self.cluster(), &name, STEP_TIMEOUT).await?;
                 self.cluster.lock().expect("cluster lock").nodes.retain(|n| n.node != name);
                 self.added.lock().expect("added lock").retain(|n| n != &name);
-                done(format!("{name} removed ({slots} slots, {keys} keys moved away first)"), slots, keys);
+                let detail = format!("{name} removed ({slots} slots, {keys} keys moved away first)");
+                done(detail, slots, keys, bytes);
             }
         }
         Ok(())
@@ -256,15 +261,15 @@ impl Operator {
         index: usize,
         node: &NodeContainer,
         m: &Migration,
-    ) -> Result<(u32, u64), OperationError> {
+    ) -> Result<(u32, u64, u64), OperationError> {
         let view = admin::seed_view(&self.seeds()).await?;
         let addr = node.addr.to_string();
-        let Some(me) = view.nodes.iter().find(|n| n.addr == addr) else { return Ok((0, 0)) };
+        let Some(me) = view.nodes.iter().find(|n| n.addr == addr) else { return Ok((0, 0, 0)) };
         let mut mine = admin::slots_in(&me.slots);
         let mut others: Vec<_> =
             view.nodes.iter().filter(|n| n.is_primary() && !n.is_failed() && n.addr != addr).collect();
         if mine.is_empty() {
-            return Ok((0, 0));
+            return Ok((0, 0, 0));
         }
         if others.is_empty() {
             return Err(OperationError::Target(format!(
@@ -273,7 +278,7 @@ impl Operator {
             )));
         }
         others.sort_by_key(|n| n.slot_count());
-        let (mut slots, mut keys) = (0, 0);
+        let (mut slots, mut keys, mut bytes) = (0, 0, 0);
         let share = mine.len().div_ceil(others.len());
         for to in others {
             let chunk: Vec<u16> = mine.drain(..share.min(mine.len())).collect();
@@ -288,8 +293,9 @@ impl Operator {
             let r = migrate::reshard(&self.seeds(), &plan, &options(m), &self.steps(index)).await?;
             slots += r.slots;
             keys += r.keys;
+            bytes += r.bytes;
         }
-        Ok((slots, keys))
+        Ok((slots, keys, bytes))
     }
 
     /// The one node `target` names now.
@@ -313,12 +319,16 @@ impl Operator {
     fn steps(&self, index: usize) -> impl Fn(ReshardEvent) + Send + Sync + use<> {
         let (events, clock) = (self.events.clone(), self.clock);
         move |e| {
-            let (what, slot, keys) = match e {
-                ReshardEvent::Batch { slot, keys } => ("batch", Some(slot.get()), keys as u64),
-                ReshardEvent::SlotMoved { slot, .. } => ("slot_handed_over", Some(slot.get()), 0),
+            let (what, slot, keys, bytes) = match e {
+                ReshardEvent::Batch { slot, keys, bytes } => ("batch", Some(slot.get()), keys as u64, bytes),
+                ReshardEvent::SlotMoved { slot, .. } => ("slot_handed_over", Some(slot.get()), 0, 0),
                 _ => return,
             };
-            emit(&events, clock.now_us(), EventKind::OperationStep { index, what: what.into(), slot, keys });
+            emit(
+                &events,
+                clock.now_us(),
+                EventKind::OperationStep { index, what: what.into(), slot, keys, bytes },
+            );
         }
     }
 }

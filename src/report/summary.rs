@@ -121,7 +121,12 @@ pub fn operation_lines(ops: &[crate::check::operations::OperationReport]) -> Str
         let moved = match (o.slots, o.keys) {
             (0, 0) => String::new(),
             (slots, 0) => format!("; {slots} slots"),
-            (slots, keys) => format!("; {slots} slots, {keys} keys ({:.0} keys/s)", o.keys_per_s),
+            (slots, keys) => format!(
+                "; {slots} slots, {keys} keys, {:.1} MB ({:.0} keys/s, {:.2} MB/s)",
+                o.bytes as f64 / 1e6,
+                o.keys_per_s,
+                o.bytes_per_s / 1e6
+            ),
         };
         let _ = writeln!(
             out,
