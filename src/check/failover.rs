@@ -19,11 +19,20 @@ pub struct FailoverConfig {
     pub p99_factor: u64,
     /// Bad ops closer than this share a window.
     pub merge_gap_us: u64,
+    /// Disruption that begins after the client has been fine for this long, once the cluster
+    /// converged, is not the fault's (a GC pause, a noisy neighbour): the client recovered
+    /// before it.
+    pub settled_gap_us: u64,
 }
 
 impl Default for FailoverConfig {
     fn default() -> Self {
-        FailoverConfig { min_disruption_us: 100_000, p99_factor: 10, merge_gap_us: 500_000 }
+        FailoverConfig {
+            min_disruption_us: 100_000,
+            p99_factor: 10,
+            merge_gap_us: 500_000,
+            settled_gap_us: 3_000_000,
+        }
     }
 }
 
@@ -198,7 +207,13 @@ fn one_fault(
     };
     let victim_slots = impact(&in_victim_slots);
     let other_slots = impact(&|o: &OpEvent| !in_victim_slots(o));
-    let client_recovered_us = victim_slots.disruption_windows.last().map(|w| w.end_us);
+    // The fault is over for the cluster once it converged (or, without a failover, once it
+    // was healed): the client recovered at the end of the disruption that reaches past that
+    // moment, including any that follows within `settled_gap_us`; a later disruption is
+    // someone else's.
+    let settled_at = converged_us.or(elected.as_ref().map(|(at, _)| *at)).or(healed_us).unwrap_or(t0);
+    let client_recovered_us =
+        recovery_end(&victim_slots.disruption_windows, settled_at, config.settled_gap_us);
     let until = elected.as_ref().map_or(horizon, |(at, _)| *at);
     let acked = history
         .ops
@@ -228,6 +243,22 @@ fn one_fault(
         victim_slots,
         other_slots,
     }
+}
+
+/// The end of the disruption `windows` (in order) that lasts past `settled_at`, joined with
+/// those that follow it within `gap`; the last window's end when none lasts that long.
+fn recovery_end(windows: &[Window], settled_at: u64, gap: u64) -> Option<u64> {
+    let Some(first) = windows.iter().position(|w| w.end_us >= settled_at) else {
+        return windows.last().map(|w| w.end_us);
+    };
+    let mut end = windows[first].end_us;
+    for w in &windows[first + 1..] {
+        if w.start_us > end + gap {
+            break;
+        }
+        end = end.max(w.end_us);
+    }
+    Some(end)
 }
 
 /// Whether `node`'s last reported role before `at` was replica.
@@ -428,6 +459,32 @@ mod tests {
         assert_eq!(r.other_slots.error_windows.len(), 1);
         assert_eq!(r.failover_duration_us(), Some(1_301_000));
         assert_eq!(r.acked_on_victim_slots_before_election, 0);
+    }
+
+    #[test]
+    fn a_late_unrelated_stall_does_not_stretch_the_recovery() {
+        let mut ops = Vec::new();
+        for t in (5_000..30_000).step_by(10) {
+            ops.push(op(t, 1, Outcome::Ok, 5));
+        }
+        // Slow until 12.5 s (past convergence at 12.15 s), a stall 1 s later (within the
+        // settled gap: still the fault's), then fine until a stall at 25 s (not the fault's).
+        ops.push(op(10_010, 2490, Outcome::Unknown(ErrorClass::Timeout), 5));
+        ops.push(op(13_500, 400, Outcome::Ok, 5));
+        ops.push(op(25_000, 900, Outcome::Ok, 5));
+        ops.sort_by_key(|o| o.start_us);
+        let h = kill_history(ops);
+        let r = &fault_reports(&h, &FailoverConfig::default())[0];
+        assert_eq!(r.victim_slots.disruption_windows.len(), 3);
+        assert_eq!(r.client_recovered_us, Some(13_900_000));
+        let windows = &r.victim_slots.disruption_windows;
+        assert_eq!(
+            recovery_end(windows, 12_150_000, 0),
+            Some(12_500_000),
+            "no gap: the first window past it"
+        );
+        assert_eq!(recovery_end(windows, 30_000_000, 3_000_000), Some(25_900_000), "none past it: the last");
+        assert_eq!(recovery_end(&[], 1, 1), None);
     }
 
     #[test]
