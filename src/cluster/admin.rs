@@ -370,13 +370,36 @@ pub async fn wait_until(
 /// How a replica takes over from its primary (`CLUSTER FAILOVER`'s option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailoverMode {
-    /// Coordinated with the primary: no acknowledged write is lost; needs the primary up.
+    /// Coordinated: the primary stops writes, the replica catches up, then takes over; no
+    /// acknowledged write is lost. Needs the primary to answer.
     #[default]
     Default,
-    /// Without the primary's agreement, still elected by the other primaries.
+    /// The replica does not wait for its primary (which may be down), but still needs the
+    /// other primaries' votes.
     Force,
-    /// Without any election: the replica bumps its epoch and claims the slots.
+    /// The replica takes over alone, without an election: works in a minority partition,
+    /// and may lose writes.
     Takeover,
+}
+
+impl FailoverMode {
+    /// The name as the file writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailoverMode::Default => "default",
+            FailoverMode::Force => "force",
+            FailoverMode::Takeover => "takeover",
+        }
+    }
+
+    /// The option `CLUSTER FAILOVER` takes for this mode: none, `FORCE` or `TAKEOVER`.
+    pub fn argument(self) -> Option<&'static str> {
+        match self {
+            FailoverMode::Default => None,
+            FailoverMode::Force => Some("FORCE"),
+            FailoverMode::Takeover => Some("TAKEOVER"),
+        }
+    }
 }
 
 /// A failover that completed.
@@ -417,14 +440,8 @@ pub async fn failover(
     let mut node = Node::connect(addr, ADMIN_TIMEOUT).await?;
     let mut cmd = redis::cmd("CLUSTER");
     cmd.arg("FAILOVER");
-    match mode {
-        FailoverMode::Default => {}
-        FailoverMode::Force => {
-            cmd.arg("FORCE");
-        }
-        FailoverMode::Takeover => {
-            cmd.arg("TAKEOVER");
-        }
+    if let Some(option) = mode.argument() {
+        cmd.arg(option);
     }
     node.run::<()>(&cmd).await?;
     tracing::debug!(replica = %addr, ?mode, "Failover requested; waiting for the roles to swap.");

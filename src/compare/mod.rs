@@ -298,29 +298,9 @@ fn human(secs: f64) -> String {
 
 /// Create `<root>/compare-<UTC time>` (with `-2`, `-3`, … when taken).
 fn fresh_dir(root: &Path) -> Result<PathBuf, CompareError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CompareError::Io { path, source }
-    };
-    std::fs::create_dir_all(root).map_err(io(root))?;
-    let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .chars()
-        .filter(|c| !matches!(c, '-' | ':'))
-        .collect();
-    for n in 1.. {
-        let dir = if n == 1 {
-            root.join(format!("compare-{stamp}"))
-        } else {
-            root.join(format!("compare-{stamp}-{n}"))
-        };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&dir)(e)),
-        }
-    }
-    unreachable!("some suffix is free")
+    let stem = format!("compare-{}", crate::report::utc_stamp(SystemTime::now()));
+    crate::report::fresh_dir(root, &stem)
+        .map_err(|source| CompareError::Io { path: root.join(&stem), source })
 }
 
 #[cfg(test)]

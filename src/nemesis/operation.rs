@@ -26,7 +26,7 @@ use crate::embedded;
 use crate::history::EventKind;
 use crate::observe::{EventLog, emit};
 use crate::spec::chaos::{
-    FailoverMode, Migration, NewNodeRole, NodeRef, Operation, ScheduledOperation, SlotSelection, TargetSpec,
+    Migration, NewNodeRole, NodeRef, Operation, ScheduledOperation, SlotSelection, TargetSpec,
 };
 
 /// How long a failover, a join or a forget may take.
@@ -118,13 +118,9 @@ impl Operator {
             Operation::Failover { target, mode } => {
                 let replica = self.one(target, rng).await?;
                 started(format!("{} takes over ({})", replica.node, mode.name()));
-                let did = admin::failover(
-                    &self.seeds(),
-                    &ClusterNode::Addr(replica.addr),
-                    cluster_mode(*mode),
-                    STEP_TIMEOUT,
-                )
-                .await?;
+                let did =
+                    admin::failover(&self.seeds(), &ClusterNode::Addr(replica.addr), *mode, STEP_TIMEOUT)
+                        .await?;
                 done(
                     format!(
                         "{} took over {} slots from {} in {:.2}s",
@@ -330,14 +326,6 @@ impl Operator {
                 EventKind::OperationStep { index, what: what.into(), slot, keys, bytes },
             );
         }
-    }
-}
-
-fn cluster_mode(m: FailoverMode) -> admin::FailoverMode {
-    match m {
-        FailoverMode::Default => admin::FailoverMode::Default,
-        FailoverMode::Force => admin::FailoverMode::Force,
-        FailoverMode::Takeover => admin::FailoverMode::Takeover,
     }
 }
 

@@ -27,18 +27,23 @@ use std::time::SystemTime;
 /// # Errors
 /// The I/O error, when the folder cannot be created.
 pub fn new_results_dir(root: &Path, name: &str, at: SystemTime) -> io::Result<PathBuf> {
+    fresh_dir(root, &format!("{}-{name}", utc_stamp(at)))
+}
+
+/// `20261130T202512Z`: a UTC time for folder names.
+pub fn utc_stamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string().chars().filter(|c| !matches!(c, '-' | ':')).collect()
+}
+
+/// Create `<root>/<stem>`, or `<stem>-2`, `<stem>-3`, … when it exists; creation is atomic,
+/// so two callers never share a folder.
+///
+/// # Errors
+/// The I/O error, when the folder cannot be created.
+pub fn fresh_dir(root: &Path, stem: &str) -> io::Result<PathBuf> {
     std::fs::create_dir_all(root)?;
-    let stamp: String = humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .chars()
-        .filter(|c| !matches!(c, '-' | ':'))
-        .collect();
     for n in 1.. {
-        let dir = if n == 1 {
-            root.join(format!("{stamp}-{name}"))
-        } else {
-            root.join(format!("{stamp}-{name}-{n}"))
-        };
+        let dir = if n == 1 { root.join(stem) } else { root.join(format!("{stem}-{n}")) };
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

@@ -77,40 +77,8 @@ impl Operation {
     }
 }
 
-/// How a failover treats the old primary, as `CLUSTER FAILOVER` does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailoverMode {
-    /// Coordinated: the primary stops writes, the replica catches up, then takes over; no
-    /// acknowledged write is lost. Needs the primary to answer.
-    #[default]
-    Default,
-    /// The replica does not wait for its primary (which may be down), but still needs the
-    /// other primaries' votes.
-    Force,
-    /// The replica takes over alone, without an election: works in a minority partition,
-    /// and may lose writes.
-    Takeover,
-}
-
-impl FailoverMode {
-    /// The name as the file writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            FailoverMode::Default => "default",
-            FailoverMode::Force => "force",
-            FailoverMode::Takeover => "takeover",
-        }
-    }
-
-    /// The option `CLUSTER FAILOVER` takes for this mode: none, `FORCE` or `TAKEOVER`.
-    pub fn argument(self) -> Option<&'static str> {
-        match self {
-            FailoverMode::Default => None,
-            FailoverMode::Force => Some("FORCE"),
-            FailoverMode::Takeover => Some("TAKEOVER"),
-        }
-    }
-}
+/// How a failover treats the old primary: the cluster's own type, named as the file names it.
+pub use crate::cluster::admin::FailoverMode;
 
 /// Which slots a reshard moves: exactly one of `slots`, `range` or `key` in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
