@@ -245,12 +245,18 @@ fn one_fault(
     }
 }
 
-/// The end of the disruption `windows` (in order) that lasts past `settled_at`, joined with
-/// those that follow it within `gap`; the last window's end when none lasts that long.
+/// The end of the disruption `windows` (in order) that lasts past `settled_at` (or starts
+/// within `gap` after it), joined with those that follow it within `gap`; without one, the
+/// end of the last window before `settled_at`: the client recovered before the cluster
+/// settled, and what comes later is not the fault's.
 fn recovery_end(windows: &[Window], settled_at: u64, gap: u64) -> Option<u64> {
+    let before = || windows.iter().rev().find(|w| w.end_us < settled_at).map(|w| w.end_us);
     let Some(first) = windows.iter().position(|w| w.end_us >= settled_at) else {
-        return windows.last().map(|w| w.end_us);
+        return before();
     };
+    if windows[first].start_us > settled_at + gap {
+        return before();
+    }
     let mut end = windows[first].end_us;
     for w in &windows[first + 1..] {
         if w.start_us > end + gap {
@@ -484,6 +490,10 @@ mod tests {
             "no gap: the first window past it"
         );
         assert_eq!(recovery_end(windows, 30_000_000, 3_000_000), Some(25_900_000), "none past it: the last");
+        // The client recovered before the cluster settled (at 14 s); the stall at 25 s is
+        // far from both.
+        assert_eq!(recovery_end(windows, 14_000_000, 3_000_000), Some(13_900_000));
+        assert_eq!(recovery_end(&windows[2..], 14_000_000, 3_000_000), None, "only an unrelated stall");
         assert_eq!(recovery_end(&[], 1, 1), None);
     }
 
