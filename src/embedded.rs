@@ -178,6 +178,12 @@ pub async fn add_node(
     match membership::join(&cluster.addrs(), node.addr, role, timeout).await {
         Ok(joined) => Ok((node, joined)),
         Err(e) => {
+            // The MEETs may have gone out: have the others forget it (best effort), so no
+            // `fail noaddr` ghost stays in their views.
+            let (seeds, ghost) = (cluster.addrs(), NodeRef::Addr(node.addr));
+            if let Err(f) = membership::forget(&seeds, &ghost, Duration::from_secs(10)).await {
+                tracing::debug!(node = %node.addr, error = %f, "Forgetting a node that did not join failed.");
+            }
             if let Err(cleanup) = docker::remove_container(docker, &node.container).await {
                 tracing::warn!(container = %node.container, error = %cleanup, "Removing a node that did not join failed.");
             }

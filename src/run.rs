@@ -393,7 +393,9 @@ async fn drive_and_record(
     if let Some((n, op)) = nemesis {
         let _ = n.await;
         seeds = op.cluster().addrs();
-        if workload.chaos.as_ref().is_some_and(|c| !c.operations.is_empty()) {
+        // After Ctrl-C the user wants out: the repair is left to `slotstorm cluster fix`.
+        let stopped = signal.lock().expect("signal lock").is_some();
+        if workload.chaos.as_ref().is_some_and(|c| !c.operations.is_empty()) && !stopped {
             repair_slots(&seeds, &clock, &events).await;
         }
     }

@@ -348,7 +348,10 @@ async fn cluster_fix_repairs_what_a_dead_source_left_open() {
             migrate::reshard(&seeds, &plan, &opts, &count).await
         })
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while moved.load(std::sync::atomic::Ordering::Relaxed) < 200 {
+        assert!(!reshard.is_finished(), "the reshard ended before 200 slots moved: {:?}", reshard.await);
+        assert!(std::time::Instant::now() < deadline, "200 slots did not move within 60 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let d = docker::connect().await.unwrap();

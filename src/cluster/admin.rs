@@ -141,6 +141,15 @@ pub enum AdminError {
         /// Its replica.
         replica: String,
     },
+    /// A primary serving slots does not answer but the cluster has not marked it failed: it
+    /// may be paused or cut off, and giving its slots away would lose its keys.
+    #[error(
+        "{primary} serves slots but does not answer, and the cluster has not marked it failed; its slots are not given away: wait until it answers or is marked failed"
+    )]
+    PrimaryUnreachable {
+        /// The primary.
+        primary: String,
+    },
     /// A slot move stopped part-way: some slots moved, others may be left open.
     #[error(
         "the move stopped after {moved} of {total} slots: {cause}; slots {open} may be left open: run `slotstorm cluster fix`"

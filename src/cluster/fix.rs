@@ -353,7 +353,8 @@ async fn wait_state_ok(nodes: &mut BTreeMap<NodeId, Node>, timeout: Duration) ->
     }
 }
 
-/// A primary that serves slots, does not answer, and has a replica that does.
+/// A primary that serves slots and does not answer, and either has a replica that does
+/// (a failover may come) or is not marked failed (it may come back).
 fn pending_failover(view: &View, r: &Reachable) -> Option<AdminError> {
     let answering: BTreeSet<&NodeId> =
         r.reports.iter().filter_map(|r| r.view.myself()).map(|m| &m.id).collect();
@@ -364,6 +365,11 @@ fn pending_failover(view: &View, r: &Reachable) -> Option<AdminError> {
             view.nodes.iter().find(|n| n.primary.as_ref() == Some(&down.id) && answering.contains(&n.id))
         {
             return Some(AdminError::FailoverPending { primary: describe(down), replica: describe(replica) });
+        }
+        // Only a primary the cluster gave up on may lose its slots: one that merely does not
+        // answer us (paused, cut off from this host) still holds its keys.
+        if !down.is_failed() && !down.has_flag("noaddr") {
+            return Some(AdminError::PrimaryUnreachable { primary: describe(down) });
         }
     }
     None

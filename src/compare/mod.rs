@@ -118,10 +118,14 @@ impl Manifest {
             .map_err(|e| format!("{}: not a slotstorm {MANIFEST}: {e}", path.display()))
     }
 
+    /// Write `compare.json` through a temporary file, so a comparison killed mid-write
+    /// leaves the previous manifest, never half of one.
     fn save(&self, dir: &Path) -> Result<(), CompareError> {
-        let path = dir.join(MANIFEST);
+        let (path, tmp) = (dir.join(MANIFEST), dir.join(format!("{MANIFEST}.tmp")));
         let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
-        std::fs::write(&path, text).map_err(|source| CompareError::Io { path, source })
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| CompareError::Io { path, source })
     }
 }
 

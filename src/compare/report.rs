@@ -67,7 +67,8 @@ impl CellFigures {
 pub struct Built {
     /// Each cell, in matrix order.
     pub cells: Vec<CellFigures>,
-    /// Runs whose folder could not be read (failed before the load, or deleted), with why.
+    /// Runs left out of the figures (interrupted, failed, or a folder that cannot be read),
+    /// with why.
     pub unreadable: Vec<(String, String)>,
     /// The files written.
     pub written: Vec<PathBuf>,
@@ -84,6 +85,12 @@ pub fn build(dir: &Path) -> Result<Built, ReportError> {
     for cell in &manifest.cells {
         let mut runs = Vec::new();
         for run in &cell.runs {
+            // A run cut short measured part of what the others did: pooling it would skew
+            // the medians.
+            if !matches!(run.status, RunStatus::Ok | RunStatus::SloViolated) {
+                unreadable.push((run.dir.clone(), format!("left out: {}", status(run.status))));
+                continue;
+            }
             match read_run(&dir.join(&run.dir)) {
                 Ok(f) => runs.push((run.dir.clone(), f)),
                 Err(why) => unreadable.push((run.dir.clone(), why)),

@@ -28,6 +28,10 @@ use crate::history::EventKind;
 use crate::observe::{EventLog, emit};
 use crate::spec::chaos::{Action, Scheduled, ScheduledOperation};
 
+/// How long operations may go on after the schedule's last step before they are abandoned
+/// (a drain of a large node under load takes minutes; a hung one must not hold the run).
+const OPERATIONS_GRACE: Duration = Duration::from_secs(300);
+
 /// A fault that is in force and how to end it.
 struct Active {
     fault: usize,
@@ -62,13 +66,14 @@ pub async fn run(operator: Operator, schedule: Vec<Scheduled>, seed: u64, stop: 
     let mut active: Vec<Active> = Vec::new();
     let mut next = schedule.into_iter().peekable();
     loop {
-        let cluster = operator.cluster();
         let next_inject = next.peek().map(Scheduled::at);
         let next_heal = active.iter().map(|a| a.heal_at).min();
         let Some(when) = [next_inject, next_heal].into_iter().flatten().min() else { break };
         if !sleep_until(&clock, when, &stop).await {
             break;
         }
+        // The cluster as it is now: an operation may have added or removed a node meanwhile.
+        let cluster = operator.cluster();
         // Heals due now go first, so a repeat never meets its predecessor still in force.
         if next_heal == Some(when) {
             let i = active.iter().position(|a| a.heal_at == when).expect("a heal is due");
@@ -138,7 +143,15 @@ pub async fn run(operator: Operator, schedule: Vec<Scheduled>, seed: u64, stop: 
     drop(ops_tx);
     tokio::select! {
         _ = &mut operations => {}
-        () = wait_stop(&stop) => operations.abort(),
+        () = wait_stop(&stop) => {
+            operations.abort();
+            operator.cut_short("cut short: the run was stopped").await;
+        }
+        () = tokio::time::sleep(OPERATIONS_GRACE) => {
+            operations.abort();
+            let why = format!("cut short: still running {}s after the schedule's last step", OPERATIONS_GRACE.as_secs());
+            operator.cut_short(&why).await;
+        }
     }
     let cluster = operator.cluster();
     for a in active.drain(..).rev() {

@@ -46,6 +46,8 @@ pub struct Operator {
     pub events: EventLog,
     /// Nodes added by this run, oldest first (`newest` is the last).
     added: Arc<Mutex<Vec<String>>>,
+    /// The operation in progress: its number and action.
+    current: Arc<Mutex<Option<(usize, &'static str)>>>,
 }
 
 /// An operation that failed.
@@ -68,7 +70,14 @@ pub enum OperationError {
 impl Operator {
     /// An operator on `cluster`.
     pub fn new(docker: Docker, cluster: DockerCluster, clock: RunClock, events: EventLog) -> Operator {
-        Operator { docker, cluster: Arc::new(Mutex::new(cluster)), clock, events, added: Arc::default() }
+        Operator {
+            docker,
+            cluster: Arc::new(Mutex::new(cluster)),
+            clock,
+            events,
+            added: Arc::default(),
+            current: Arc::default(),
+        }
     }
 
     /// The cluster as it is now.
@@ -92,7 +101,9 @@ impl Operator {
     pub async fn perform(&self, op: &ScheduledOperation, rng: &mut SmallRng) -> Result<(), OperationError> {
         let action = op.operation.name();
         let index = op.index;
+        *self.current.lock().expect("current lock") = Some((index, action));
         let result = self.run(op, rng).await;
+        *self.current.lock().expect("current lock") = None;
         if let Err(e) = &result {
             let open_slots = open_slots(&self.seeds()).await;
             self.emit(EventKind::OperationFailed {
@@ -103,6 +114,14 @@ impl Operator {
             });
         }
         result
+    }
+
+    /// Record the operation in progress, if any, as failed for `why`: the nemesis calls this
+    /// when it abandons the operation's task (a stop, or no end in sight).
+    pub async fn cut_short(&self, why: &str) {
+        let Some((index, action)) = self.current.lock().expect("current lock").take() else { return };
+        let open_slots = open_slots(&self.seeds()).await;
+        self.emit(EventKind::OperationFailed { index, action: action.into(), error: why.into(), open_slots });
     }
 
     async fn run(&self, op: &ScheduledOperation, rng: &mut SmallRng) -> Result<(), OperationError> {
