@@ -377,3 +377,60 @@ async fn cluster_fix_repairs_what_a_dead_source_left_open() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to fix"));
 }
+
+#[test]
+fn ctrl_c_during_a_reshard_records_it_cut_short_and_leaves_nothing() {
+    let dir = TempDir::new("op-sigint");
+    dir.write(
+        "slow-reshard.toml",
+        "[[operation]]\nat = \"2s\"\naction = \"reshard\"\nfrom = \"redis-3\"\nto = \"redis-1\"\nrange = [10923, 16383]\nkeys_per_batch = 1\npipeline = 1\n",
+    );
+    let workload = dir.write(
+        "sigint.toml",
+        r#"name = "op-sigint"
+chaos = "slow-reshard.toml"
+[load]
+duration = "30s"
+warmup = "1s"
+mode = "open"
+rate = 200
+concurrency = 8
+[keys]
+count = 5000
+[[op]]
+name = "set"
+command = ["SET", "k:$id", "$value"]
+"#,
+    );
+    let results = dir.0.join("results");
+    let child = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+        .arg("run")
+        .arg(&workload)
+        .arg("--results")
+        .arg(&results)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !(results.exists() && std::fs::read_dir(&results).unwrap().next().is_some()) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The reshard starts at 2 s and moves 5461 slots one key at a time: it is still running.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
+    let op = &run["operations"][0];
+    assert_eq!(op["action"], "reshard", "{op}");
+    assert_eq!(op["error"], "cut short: the run was stopped", "{op}");
+    assert!(op["slots"].as_u64().unwrap() < 5461, "{op}");
+    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}
