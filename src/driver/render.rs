@@ -2,16 +2,15 @@
 //! (`$id`, `$value`, `$now`, …) and note each command's slot from its key (argument 1, or a
 //! script's first key).
 //!
-//! Rendering is on the hot path of every op, so a worker renders into one [`Rendered`] it
-//! keeps for the whole run: each op clears and refills the same [`Cmd`] buffers instead of
-//! allocating a command (and growing its buffers argument by argument) per command.
+//! Rendering is on the hot path of every op, so it writes each command straight as RESP
+//! (the bytes the connection sends) into one buffer per worker, kept for the whole run: no
+//! command object, no copy of its arguments, no allocation once the buffer has grown.
 
 use std::time::SystemTime;
 
-use redis::Cmd;
-
-use super::exec::{Routed, ScriptSource};
+use super::exec::{Commands, ScriptSource};
 use super::keys::KeyChooser;
+use super::resp::{write_array_header, write_bulk, write_bulk_decimal};
 use crate::cluster::slot::Slot;
 use crate::history::OpKind;
 use crate::spec::{ArgTemplate, CommandTemplate, OpBody, OpSpec, Part, RenderCtx};
@@ -32,8 +31,8 @@ enum Body {
 /// A rendered op.
 #[derive(Default)]
 pub struct Rendered {
-    /// Its commands with their slots, in order.
-    pub cmds: Vec<Routed>,
+    /// Its commands, encoded, with their slots, in order.
+    pub cmds: Commands,
     /// The first id it addressed.
     pub id: u64,
 }
@@ -43,9 +42,6 @@ pub struct Rendered {
 pub struct Scratch {
     arg: Vec<u8>,
     value: Vec<u8>,
-    /// Commands of earlier ops, cleared and refilled by the next ones: their buffers have
-    /// already grown to the sizes the workload's commands need.
-    spare: Vec<Routed>,
 }
 
 /// Argument `arg` filled from `ctx`. Literal arguments and a bare `$value` (most of a
@@ -61,17 +57,6 @@ fn fill<'a>(arg: &'a ArgTemplate, ctx: &RenderCtx<'a>, buf: &'a mut Vec<u8>) -> 
     buf.clear();
     arg.render_into(ctx, buf);
     buf
-}
-
-/// A command to fill: a spare one with its buffers (cleared), or a new one.
-fn reuse(spare: &mut Vec<Routed>) -> Cmd {
-    match spare.pop() {
-        Some(Routed { mut cmd, .. }) => {
-            cmd.clear();
-            cmd
-        }
-        None => Cmd::new(),
-    }
 }
 
 /// The workload's ops, with their weights.
@@ -203,8 +188,8 @@ impl Renderer {
     }
 
     /// Fill op `kind`'s templates with fresh ids and values into `out`, replacing the op it
-    /// held and reusing its commands' buffers (the worker loop's way: no allocation once
-    /// the buffers have grown).
+    /// held and reusing its buffer (the worker loop's way: no allocation once the buffer
+    /// has grown).
     pub fn render_into(
         &self,
         kind: OpKind,
@@ -214,8 +199,7 @@ impl Renderer {
         out: &mut Rendered,
     ) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        // The last op's commands become the spares this one is built from.
-        scratch.spare.append(&mut out.cmds);
+        out.cmds.clear();
         match &self.ops[usize::from(kind.0)].body {
             Body::Commands { templates, batch } => {
                 let mut first_id = 0;
@@ -228,17 +212,19 @@ impl Renderer {
                     scratch.value.extend_from_slice(keys.value());
                     let ctx = RenderCtx { id, value: &scratch.value, now, uid };
                     for t in templates {
-                        let mut cmd = reuse(&mut scratch.spare);
-                        cmd.arg(t.name());
                         let mut slot = 0;
-                        for (n, arg) in t.args().iter().enumerate() {
-                            let bytes = fill(arg, &ctx, &mut scratch.arg);
-                            if n == 0 {
-                                slot = Slot::of(bytes).get();
+                        out.cmds.push_with(|wire| {
+                            write_array_header(wire, 1 + t.args().len());
+                            write_bulk(wire, t.name().as_bytes());
+                            for (n, arg) in t.args().iter().enumerate() {
+                                let bytes = fill(arg, &ctx, &mut scratch.arg);
+                                if n == 0 {
+                                    slot = Slot::of(bytes).get();
+                                }
+                                write_bulk(wire, bytes);
                             }
-                            cmd.arg(bytes);
-                        }
-                        out.cmds.push(Routed { cmd, slot });
+                            slot
+                        });
                     }
                 }
                 out.id = first_id;
@@ -247,18 +233,22 @@ impl Renderer {
                 let id = keys.next_id();
                 scratch.value.clear();
                 scratch.value.extend_from_slice(keys.value());
-                let mut cmd = reuse(&mut scratch.spare);
                 let ctx = RenderCtx { id, value: &scratch.value, now, uid };
-                cmd.arg("EVALSHA").arg(sha).arg(key_templates.len());
                 let mut slot = 0;
-                for (n, t) in key_templates.iter().chain(args).enumerate() {
-                    let bytes = fill(t, &ctx, &mut scratch.arg);
-                    if n == 0 {
-                        slot = Slot::of(bytes).get();
+                out.cmds.push_with(|wire| {
+                    write_array_header(wire, 3 + key_templates.len() + args.len());
+                    write_bulk(wire, b"EVALSHA");
+                    write_bulk(wire, sha.as_bytes());
+                    write_bulk_decimal(wire, key_templates.len());
+                    for (n, t) in key_templates.iter().chain(args).enumerate() {
+                        let bytes = fill(t, &ctx, &mut scratch.arg);
+                        if n == 0 {
+                            slot = Slot::of(bytes).get();
+                        }
+                        write_bulk(wire, bytes);
                     }
-                    cmd.arg(bytes);
-                }
-                out.cmds.push(Routed { cmd, slot });
+                    slot
+                });
                 out.id = id;
             }
         }
@@ -312,16 +302,15 @@ command = ["GET", "key:$id"]
             renderer.render_into(OpKind(kind), &mut keys_a, uid as u64, &mut scratch_a, &mut reused);
             let fresh = renderer.render(OpKind(kind), &mut keys_b, uid as u64, &mut scratch_b);
             let packed = |r: &Rendered| -> Vec<(Vec<u8>, u16)> {
-                r.cmds.iter().map(|c| (c.cmd.get_packed_command(), c.slot)).collect()
+                (0..r.cmds.len()).map(|i| (r.cmds.bytes(i).to_vec(), r.cmds.slot(i))).collect()
             };
             assert_eq!(packed(&reused), packed(&fresh), "op {uid}");
             assert_eq!(reused.id, fresh.id);
             assert_eq!(reused.cmds.len(), if kind == 0 { 3 } else { 1 });
         }
-        let expire = String::from_utf8(reused.cmds[1].cmd.get_packed_command()).unwrap();
-        assert!(
-            expire.starts_with("*3\r\n$6\r\nEXPIRE\r\n") && expire.ends_with("$2\r\n60\r\n"),
-            "{expire:?}"
-        );
+        let expire =
+            redis::cmd("EXPIRE").arg(format!("{{user:{}}}:profile", reused.id)).arg(60).get_packed_command();
+        assert_eq!(reused.cmds.bytes(1), expire, "encoded as the redis crate packs it");
+        assert_eq!(reused.cmds.slot(1), Slot::of(format!("{{user:{}}}:profile", reused.id).as_bytes()).get());
     }
 }
