@@ -227,7 +227,7 @@ pub async fn attempt(
 ) {
     out.failed.clear();
     out.replies.clear();
-    out.replies.resize(cmds.len(), Reply::Nil);
+    out.replies.resize_with(cmds.len(), || Reply::Nil);
     out.handled.clear();
     (out.moved, out.ask) = (0, 0);
     // Taken out for the attempt (and put back at the end) so that the rounds can use the

@@ -111,8 +111,15 @@ pub fn write_command(buf: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn write_decimal(buf: &mut Vec<u8>, n: usize) {
-    let mut digits = [0u8; 20];
-    buf.extend_from_slice(decimal(&mut digits, n));
+    // Most lengths and counts are under 100: no division loop for those.
+    if n < 10 {
+        buf.push(b'0' + n as u8);
+    } else if n < 100 {
+        buf.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    } else {
+        let mut digits = [0u8; 20];
+        buf.extend_from_slice(decimal(&mut digits, n));
+    }
 }
 
 /// `n` in decimal, written at the end of `digits`.
@@ -281,7 +288,9 @@ mod tests {
         write_array_header(&mut big, 0);
         write_array_header(&mut big, 1_000_000_007);
         write_bulk_decimal(&mut big, 12);
-        assert_eq!(big, b"*0\r\n*1000000007\r\n$2\r\n12\r\n");
+        write_array_header(&mut big, 9);
+        write_array_header(&mut big, 100);
+        assert_eq!(big, b"*0\r\n*1000000007\r\n$2\r\n12\r\n*9\r\n*100\r\n");
     }
 
     #[test]
