@@ -89,17 +89,23 @@ pub fn write_array_header(buf: &mut Vec<u8>, n: usize) {
 
 /// Append one argument as a bulk string: `$<len>\r\n<bytes>\r\n`.
 pub fn write_bulk(buf: &mut Vec<u8>, arg: &[u8]) {
-    buf.push(b'$');
-    write_decimal(buf, arg.len());
-    buf.extend_from_slice(b"\r\n");
+    write_bulk_header(buf, arg.len());
     buf.extend_from_slice(arg);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Append the head of a bulk string of `len` bytes, `$<len>\r\n`: its bytes and a CRLF
+/// must follow.
+pub fn write_bulk_header(buf: &mut Vec<u8>, len: usize) {
+    buf.push(b'$');
+    write_decimal(buf, len);
     buf.extend_from_slice(b"\r\n");
 }
 
 /// Append a number as a bulk string argument (`numkeys` of `EVALSHA`).
 pub fn write_bulk_decimal(buf: &mut Vec<u8>, n: usize) {
     let mut digits = [0u8; 20];
-    write_bulk(buf, decimal(&mut digits, n));
+    write_bulk(buf, decimal(&mut digits, n as u64));
 }
 
 /// Append a whole command.
@@ -118,12 +124,12 @@ fn write_decimal(buf: &mut Vec<u8>, n: usize) {
         buf.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
     } else {
         let mut digits = [0u8; 20];
-        buf.extend_from_slice(decimal(&mut digits, n));
+        buf.extend_from_slice(decimal(&mut digits, n as u64));
     }
 }
 
 /// `n` in decimal, written at the end of `digits`.
-fn decimal(digits: &mut [u8; 20], mut n: usize) -> &[u8] {
+pub fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
