@@ -8,7 +8,7 @@
 //! | [`backend`] | where nodes live: the node image, Docker networks and containers (labelled `slotstorm.run=<id>`), external seeds |
 //! | [`cluster`] | the cluster protocol: hash slots, `CLUSTER NODES` parsing, bootstrap, readiness, status; topology changes: failover, reshard, rebalance, fix, join and forget |
 //! | [`embedded`] | an embedded cluster: containers plus bootstrap, all-or-nothing; adding and removing a node |
-//! | [`driver`] | the load: key choice, templates, open/closed-loop pacing, slot routing, the client policy |
+//! | [`driver`] | the load: key choice, templates, open/closed-loop pacing, slot routing, its own RESP connections, the client policy |
 //! | [`nemesis`] | the fault schedule: targets, injection through the Docker API, healing on every exit |
 //! | [`observe`] | the failover detector: per-node pollers and node-log followers, emitting events |
 //! | [`history`] | the one history: ops, attempt errors, events, per-interval histograms |

@@ -1,7 +1,10 @@
-//! Turning what the client library reports into slotstorm's error classes, and deciding
+//! Turning what the connection reports into slotstorm's error classes, and deciding
 //! whether a failed request may still have been applied (unknown) or surely was not (fail).
+//!
+//! Error *replies* are classified by their code where they are parsed
+//! ([`super::resp::error_class`]); this module classifies requests that got no reply.
 
-use redis::{ErrorKind, RedisError, ServerError, ServerErrorKind};
+use std::io;
 
 use crate::history::ErrorClass;
 
@@ -22,77 +25,42 @@ impl Failure {
     }
 }
 
-/// Classify an error reply from the server (never applied).
-pub fn server_error(e: &ServerError) -> ErrorClass {
-    match e.kind() {
-        Some(kind) => server_kind(kind),
-        None => match e.code() {
-            "LOADING" => ErrorClass::Loading,
-            _ => ErrorClass::Other,
-        },
-    }
-}
-
-fn server_kind(kind: ServerErrorKind) -> ErrorClass {
-    match kind {
-        ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown => ErrorClass::ClusterDown,
-        ServerErrorKind::TryAgain => ErrorClass::TryAgain,
-        ServerErrorKind::Moved => ErrorClass::Moved,
-        ServerErrorKind::Ask => ErrorClass::Ask,
-        ServerErrorKind::ReadOnly => ErrorClass::ReadOnly,
-        ServerErrorKind::BusyLoading => ErrorClass::Loading,
-        ServerErrorKind::NoScript => ErrorClass::NoScript,
-        _ => ErrorClass::Other,
-    }
-}
-
-/// Classify a request that failed as a whole (no reply, or a broken connection). `sent`
-/// says whether the request had been handed to the connection: a request that never left
-/// cannot have been applied.
-pub fn request_error(e: &RedisError, sent: bool) -> Failure {
-    if let ErrorKind::Server(kind) = e.kind() {
-        return Failure::definite(server_kind(kind));
-    }
-    let class = if e.is_timeout() {
-        ErrorClass::Timeout
-    } else if e.is_connection_refusal() {
-        ErrorClass::Refused
-    } else if e.is_connection_dropped() || e.is_io_error() {
-        ErrorClass::Reset
-    } else {
-        ErrorClass::Other
+/// Classify an I/O error on a connection (connecting, writing or reading). `sent` says
+/// whether the request had been handed to the connection: a request that never left
+/// cannot have been applied. The classes are those the `redis` crate's error predicates
+/// gave before slotstorm spoke RESP itself: timed out (or would block) is `timeout`,
+/// refused (or, for a socket path, not found) is `refused`, any other is `reset`.
+pub fn io_error(e: &io::Error, sent: bool) -> Failure {
+    let class = match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorClass::Timeout,
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ErrorClass::Refused,
+        _ => ErrorClass::Reset,
     };
     let maybe_applied = sent && matches!(class, ErrorClass::Timeout | ErrorClass::Reset);
     Failure { class, maybe_applied }
-}
-
-/// Where a `MOVED` or `ASK` reply points: `(slot, "host:port")`.
-pub fn redirect_target(e: &ServerError) -> Option<(u16, String)> {
-    let mut parts = e.details()?.split_whitespace();
-    let slot = parts.next()?.parse().ok()?;
-    let addr = parts.next()?.to_string();
-    Some((slot, addr))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn io(kind: std::io::ErrorKind) -> RedisError {
-        RedisError::from(std::io::Error::from(kind))
+    fn io(kind: io::ErrorKind) -> io::Error {
+        io::Error::from(kind)
     }
 
     #[test]
     fn io_failures_after_sending_are_unknown_before_sending_are_failures() {
-        let t = request_error(&io(std::io::ErrorKind::TimedOut), true);
+        let t = io_error(&io(io::ErrorKind::TimedOut), true);
         assert_eq!(t, Failure { class: ErrorClass::Timeout, maybe_applied: true });
-        let t = request_error(&io(std::io::ErrorKind::TimedOut), false);
+        let t = io_error(&io(io::ErrorKind::TimedOut), false);
         assert_eq!(t, Failure { class: ErrorClass::Timeout, maybe_applied: false });
-        let r = request_error(&io(std::io::ErrorKind::ConnectionRefused), true);
+        let r = io_error(&io(io::ErrorKind::ConnectionRefused), true);
         assert_eq!(r, Failure { class: ErrorClass::Refused, maybe_applied: false });
-        let b = request_error(&io(std::io::ErrorKind::BrokenPipe), true);
+        let b = io_error(&io(io::ErrorKind::BrokenPipe), true);
         assert_eq!(b, Failure { class: ErrorClass::Reset, maybe_applied: true });
-        let c = request_error(&io(std::io::ErrorKind::ConnectionReset), true);
+        let c = io_error(&io(io::ErrorKind::ConnectionReset), true);
         assert_eq!(c.class, ErrorClass::Reset);
+        let u = io_error(&io(io::ErrorKind::HostUnreachable), false);
+        assert_eq!(u, Failure { class: ErrorClass::Reset, maybe_applied: false });
     }
 }

@@ -6,31 +6,88 @@
 //! failed, and every attempt's errors are reported.
 //!
 //! This runs once per op, so the usual case is kept cheap: the grouping buffers and the
-//! pipeline live in the worker's [`Connections`] and are reused from op to op, and an op
-//! whose commands all go to one node (the usual case: one hash tag) is sent on the cached
-//! connection itself, without cloning it.
+//! reply slots live in the worker's [`Connections`] and are reused from op to op, a
+//! group's commands are copied as bytes from the rendered op into the connection's write
+//! buffer ([`super::conn`]), and every group of a round waits under one deadline.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
 
-use redis::aio::MultiplexedConnection;
-use redis::{Cmd, Pipeline, Value};
-
-use super::classify::{Failure, redirect_target, request_error, server_error};
+use super::classify::Failure;
+use super::conn::{Conn, Slot};
+use super::resp::{ASKING, Reply, write_command};
 use super::router::{Router, SlotTable};
 use crate::history::ErrorClass;
 
 /// Redirections followed for one command before its MOVED or ASK is surfaced as an error.
 const MAX_REDIRECTS: u32 = 5;
 
-/// A command ready to send, with the slot of its key.
+/// An op's commands, RESP-encoded one after the other in one buffer, each with its slot.
+/// Rendering writes them here once; every send (and every retry) copies the bytes of the
+/// commands it sends straight into the connection's write buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Commands {
+    /// The encoded commands, back to back.
+    wire: Vec<u8>,
+    /// Each command's bytes in `wire`, and its slot.
+    cmds: Vec<Routed>,
+}
+
+/// Where one command lies in [`Commands`], and the slot of its key.
 #[derive(Debug, Clone)]
-pub struct Routed {
-    /// The command.
-    pub cmd: Cmd,
+struct Routed {
+    /// Its bytes in the op's buffer.
+    bytes: Range<usize>,
     /// The slot its key hashes to.
-    pub slot: u16,
+    slot: u16,
+}
+
+impl Commands {
+    /// Forget every command, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.wire.clear();
+        self.cmds.clear();
+    }
+
+    /// Append a command: `encode` writes it (RESP) into the buffer it is given and returns
+    /// its slot.
+    pub fn push_with(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> u16) {
+        let start = self.wire.len();
+        let slot = encode(&mut self.wire);
+        self.cmds.push(Routed { bytes: start..self.wire.len(), slot });
+    }
+
+    /// Append the command `args` (its name first) for `slot`.
+    pub fn push(&mut self, slot: u16, args: &[&[u8]]) {
+        self.push_with(|wire| {
+            write_command(wire, args);
+            slot
+        });
+    }
+
+    /// Number of commands.
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    /// Command `i`'s slot.
+    pub fn slot(&self, i: usize) -> u16 {
+        self.cmds[i].slot
+    }
+
+    /// Command `i`'s RESP bytes.
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        &self.wire[self.cmds[i].bytes.clone()]
+    }
 }
 
 /// A script an op runs, for reloading it where the node answers NOSCRIPT.
@@ -40,13 +97,14 @@ pub struct ScriptSource {
     pub source: String,
 }
 
-/// What one attempt at a set of commands came to.
+/// What one attempt at a set of commands came to. A worker keeps one and [`attempt`]
+/// refills it.
 #[derive(Debug, Default)]
 pub struct Attempt {
     /// Commands (indexes into the op's list) that failed, with their failure and slot.
     pub failed: Vec<(usize, u16, Failure)>,
     /// Replies of the commands that succeeded, by index (`Nil` for failed ones).
-    pub replies: Vec<Value>,
+    pub replies: Vec<Reply>,
     /// MOVED redirections followed.
     pub moved: u32,
     /// ASK redirections followed.
@@ -61,7 +119,7 @@ pub struct Connections {
     epoch: u64,
     table: Arc<SlotTable>,
     lane: usize,
-    conns: Vec<(SocketAddr, u64, MultiplexedConnection)>,
+    conns: Vec<(SocketAddr, u64, Conn)>,
     /// [`attempt`]'s buffers, kept between ops (out only while an attempt runs).
     rounds: Option<Rounds>,
 }
@@ -86,24 +144,17 @@ impl Connections {
         self.table.owner(slot)
     }
 
-    /// The cached connection to `addr` (opened or fetched from the router if there is none
-    /// yet) and its generation, borrowed: sending on it needs no clone.
-    async fn get_mut(&mut self, addr: SocketAddr) -> Result<(u64, &mut MultiplexedConnection), Failure> {
-        let index = match self.conns.iter().position(|(a, _, _)| *a == addr) {
-            Some(index) => index,
+    /// The index in the cache of the connection to `addr` (opened or fetched from the
+    /// router if there is none yet), and its generation.
+    async fn index(&mut self, addr: SocketAddr) -> Result<(usize, u64), Failure> {
+        match self.conns.iter().position(|(a, _, _)| *a == addr) {
+            Some(index) => Ok((index, self.conns[index].1)),
             None => {
                 let (generation, conn) = self.router.connection(addr, self.lane, None).await?;
                 self.conns.push((addr, generation, conn));
-                self.conns.len() - 1
+                Ok((self.conns.len() - 1, generation))
             }
-        };
-        let (_, generation, conn) = &mut self.conns[index];
-        Ok((*generation, conn))
-    }
-
-    /// Like [`Connections::get_mut`], but a clone: for sends to several nodes at once.
-    async fn get(&mut self, addr: SocketAddr) -> Result<(u64, MultiplexedConnection), Failure> {
-        self.get_mut(addr).await.map(|(generation, conn)| (generation, conn.clone()))
+        }
     }
 
     /// Forget a connection that broke and ask the router for a fresh one next time.
@@ -136,6 +187,7 @@ struct Group {
 
 /// What [`attempt`] needs per round, kept in the worker's [`Connections`] so that an op
 /// allocates none of it once the buffers have grown.
+#[derive(Default)]
 struct Rounds {
     /// Commands still to send: `(index, target, redirects so far)`.
     pending: Vec<(usize, Target, u32)>,
@@ -145,33 +197,39 @@ struct Rounds {
     groups: Vec<Group>,
     /// The groups' members, group after group, each group's in op order.
     members: Vec<(usize, u32)>,
-    /// The groups' results, in group order.
-    results: Vec<Result<Vec<Value>, Failure>>,
-    /// The pipeline a lone group is packed into.
-    pipe: Pipeline,
+    /// One per group (the first ones of the list): its send and its outcome.
+    sends: Vec<GroupSend>,
 }
 
-impl Default for Rounds {
-    fn default() -> Rounds {
-        Rounds {
-            pending: Vec::new(),
-            tagged: Vec::new(),
-            groups: Vec::new(),
-            members: Vec::new(),
-            results: Vec::new(),
-            pipe: Pipeline::new(),
-        }
-    }
+/// One group's request in a round.
+#[derive(Default)]
+struct GroupSend {
+    /// Where the replies land (the worker's own, reused op after op).
+    slot: Arc<Slot>,
+    /// The connection's index in the worker's cache and its generation, once it has one.
+    conn: Option<(usize, u64)>,
+    /// The outcome, once there is one.
+    result: Option<Result<(), Failure>>,
+    /// The replies, on success.
+    replies: Vec<Reply>,
 }
 
-/// Send `cmds` (only those listed in `todo`) and collect the outcome.
+/// Send the commands of `cmds` listed in `todo` and collect the outcome into `out`. With
+/// `keep`, replies keep their string and array values (the read-back wants them; the
+/// driver's ops only look at integers and errors).
 pub async fn attempt(
     conns: &mut Connections,
-    cmds: &[Routed],
+    cmds: &Commands,
     todo: &[usize],
     script: Option<&ScriptSource>,
-) -> Attempt {
-    let mut out = Attempt { replies: vec![Value::Nil; cmds.len()], ..Default::default() };
+    keep: bool,
+    out: &mut Attempt,
+) {
+    out.failed.clear();
+    out.replies.clear();
+    out.replies.resize_with(cmds.len(), || Reply::Nil);
+    out.handled.clear();
+    (out.moved, out.ask) = (0, 0);
     // Taken out for the attempt (and put back at the end) so that the rounds can use the
     // buffers and the connections at once.
     let mut r = conns.rounds.take().unwrap_or_default();
@@ -184,10 +242,10 @@ pub async fn attempt(
         r.members.clear();
         for (i, target, redirects) in r.pending.drain(..) {
             let (addr, asking) = match target {
-                Target::Owner => match conns.owner(cmds[i].slot) {
+                Target::Owner => match conns.owner(cmds.slot(i)) {
                     Some(a) => (a, false),
                     None => {
-                        out.failed.push((i, cmds[i].slot, Failure::definite(ErrorClass::ClusterDown)));
+                        out.failed.push((i, cmds.slot(i), Failure::definite(ErrorClass::ClusterDown)));
                         continue;
                     }
                 },
@@ -207,33 +265,30 @@ pub async fn attempt(
             r.members.extend(r.tagged.iter().filter(|t| t.0 == g).map(|&(_, i, redirects)| (i, redirects)));
             group.members = start..r.members.len();
         }
-        send_groups(conns, cmds, &r.groups, &r.members, &mut r.pipe, &mut r.results).await;
-        for (group, result) in r.groups.iter().zip(r.results.drain(..)) {
+        send_groups(conns, cmds, &r.groups, &r.members, &mut r.sends, keep).await;
+        for (group, send) in r.groups.iter().zip(r.sends.iter_mut()) {
             let Group { addr, asking, .. } = *group;
             let members = &r.members[group.members.clone()];
-            let replies = match result {
-                Ok(replies) => replies,
-                Err(failure) => {
-                    if matches!(failure.class, ErrorClass::Reset | ErrorClass::Refused | ErrorClass::Timeout)
-                    {
-                        conns.router().request_refresh();
-                    }
-                    for &(i, _) in members {
-                        out.failed.push((i, cmds[i].slot, failure));
-                    }
-                    continue;
+            if let Err(failure) = send.result.take().expect("every group has an outcome") {
+                if matches!(failure.class, ErrorClass::Reset | ErrorClass::Refused | ErrorClass::Timeout) {
+                    conns.router().request_refresh();
                 }
-            };
-            // With ASKING the pipeline alternates ASKING and the command.
-            let replies = if asking { replies.into_iter().skip(1).step_by(2).collect() } else { replies };
-            for (&(i, redirects), reply) in members.iter().zip(replies) {
-                let Value::ServerError(e) = &reply else {
+                for &(i, _) in members {
+                    out.failed.push((i, cmds.slot(i), failure));
+                }
+                continue;
+            }
+            // With ASKING the request alternates ASKING and the command: skip ASKING's OK.
+            let step = if asking { 2 } else { 1 };
+            for (k, &(i, redirects)) in members.iter().enumerate() {
+                let reply = std::mem::replace(&mut send.replies[k * step + step - 1], Reply::Nil);
+                let Reply::Error(e) = reply else {
                     out.replies[i] = reply;
                     continue;
                 };
-                let class = server_error(e);
-                let slot = cmds[i].slot;
-                match (class, redirect_target(e)) {
+                let class = e.class;
+                let slot = cmds.slot(i);
+                match (class, e.redirect_target()) {
                     (ErrorClass::Moved, Some((moved_slot, to))) if redirects < MAX_REDIRECTS => {
                         if let Ok(to) = to.parse::<SocketAddr>() {
                             conns.router().moved(moved_slot, to);
@@ -272,93 +327,98 @@ pub async fn attempt(
         }
     }
     conns.rounds = Some(r);
-    out
 }
 
-/// Send every group, concurrently when there are several, note broken connections, and
-/// leave one result per group in `results`.
+/// Send every group at once, wait for all of them under one deadline (the client policy's
+/// request timeout, from when the last was sent: the groups run concurrently, so this is
+/// the per-request timeout each of them had), note broken connections, and leave each
+/// group's outcome in `sends`.
 async fn send_groups(
     conns: &mut Connections,
-    cmds: &[Routed],
+    cmds: &Commands,
     groups: &[Group],
     members: &[(usize, u32)],
-    pipe: &mut Pipeline,
-    results: &mut Vec<Result<Vec<Value>, Failure>>,
+    sends: &mut Vec<GroupSend>,
+    keep: bool,
 ) {
-    results.clear();
-    if let [g] = groups {
-        // The usual case, one node: send on the cached connection itself and pack into the
-        // reused pipeline.
-        let (result, generation) = match conns.get_mut(g.addr).await {
-            Ok((generation, conn)) => {
-                (send(conn, cmds, g.asking, &members[g.members.clone()], pipe).await, Some(generation))
-            }
-            Err(f) => (Err(f), None),
-        };
-        if let (Some(generation), Err(f)) = (generation, &result)
-            && f.class == ErrorClass::Reset
-        {
-            conns.broken(g.addr, generation).await;
+    if sends.len() < groups.len() {
+        sends.resize_with(groups.len(), GroupSend::default);
+    }
+    let sends = &mut sends[..groups.len()];
+    // Connections first (that may connect, and needs the worker's cache), then the sends.
+    for (group, send) in groups.iter().zip(sends.iter_mut()) {
+        send.result = None;
+        send.conn = None;
+        match conns.index(group.addr).await {
+            Ok(conn) => send.conn = Some(conn),
+            Err(f) => send.result = Some(Err(f)),
         }
-        results.push(result);
-        return;
     }
-    // Look the connections up first (that needs the worker's cache), then send at once.
-    let mut prepared = Vec::with_capacity(groups.len());
-    for g in groups {
-        prepared.push(conns.get(g.addr).await);
+    for (group, send) in groups.iter().zip(sends.iter_mut()) {
+        let Some((index, _)) = send.conn else { continue };
+        let members = &members[group.members.clone()];
+        let replies = members.len() * if group.asking { 2 } else { 1 };
+        let submitted = conns.conns[index].2.submit(&send.slot, replies, keep, |wire| {
+            for &(i, _) in members {
+                if group.asking {
+                    wire.extend_from_slice(ASKING);
+                }
+                wire.extend_from_slice(cmds.bytes(i));
+            }
+        });
+        if let Err(f) = submitted {
+            send.result = Some(Err(f));
+        }
     }
-    let sends = groups.iter().zip(&prepared).map(|(g, conn)| async move {
-        let (_, conn) = conn.as_ref().map_err(|f| *f)?;
-        let mut conn = conn.clone();
-        send(&mut conn, cmds, g.asking, &members[g.members.clone()], &mut Pipeline::new()).await
+    let deadline = Instant::now() + conns.router.request_timeout();
+    let all_answered = poll_fn(|cx| {
+        let mut waiting = false;
+        for send in sends.iter_mut().filter(|s| s.result.is_none()) {
+            match send.slot.poll_take(cx, &mut send.replies) {
+                Poll::Ready(result) => send.result = Some(result),
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting { Poll::Pending } else { Poll::Ready(()) }
     });
-    results.extend(futures_util::future::join_all(sends).await);
-    for ((g, conn), result) in groups.iter().zip(&prepared).zip(results.iter()) {
-        if let (Ok((generation, _)), Err(f)) = (conn, result)
+    if tokio::time::timeout_at(deadline.into(), all_answered).await.is_err() {
+        // No reply in time: the requests may still be applied. Their slots are reused by
+        // the next send, which makes any late reply miss.
+        for send in sends.iter_mut().filter(|s| s.result.is_none()) {
+            send.result = Some(Err(Failure { class: ErrorClass::Timeout, maybe_applied: true }));
+        }
+    }
+    for (group, send) in groups.iter().zip(sends.iter()) {
+        if let (Some((_, generation)), Some(Err(f))) = (send.conn, &send.result)
             && f.class == ErrorClass::Reset
         {
-            conns.broken(g.addr, *generation).await;
+            conns.broken(group.addr, generation).await;
         }
     }
 }
 
-/// Send one group's commands on `conn`: a lone command as it is, several (or any with
-/// ASKING) as one pipeline, packed into `pipe`.
-async fn send(
-    conn: &mut MultiplexedConnection,
-    cmds: &[Routed],
-    asking: bool,
-    members: &[(usize, u32)],
-    pipe: &mut Pipeline,
-) -> Result<Vec<Value>, Failure> {
-    let result = if !asking && members.len() == 1 {
-        conn.send_packed_command(&cmds[members[0].0].cmd).await.map(|v| vec![v])
-    } else {
-        pipe.clear();
-        for &(i, _) in members {
-            if asking {
-                pipe.cmd("ASKING");
-            }
-            // The op keeps its commands for retries, so the pipeline gets copies.
-            pipe.add_command(cmds[i].cmd.clone());
-        }
-        conn.send_packed_commands(pipe, 0, pipe.len()).await
-    };
-    result.map_err(|e| request_error(&e, true))
-}
-
+/// `SCRIPT LOAD` the script on `addr`, under the request timeout.
 async fn load_script(
     conns: &mut Connections,
     addr: SocketAddr,
     script: &ScriptSource,
 ) -> Result<(), Failure> {
-    let (_, mut conn) = conns.get(addr).await?;
-    let mut cmd = redis::cmd("SCRIPT");
-    cmd.arg("LOAD").arg(&script.source);
-    match conn.send_packed_command(&cmd).await {
-        Ok(Value::ServerError(e)) => Err(Failure::definite(server_error(&e))),
-        Ok(_) => Ok(()),
-        Err(e) => Err(request_error(&e, true)),
+    let (index, _) = conns.index(addr).await?;
+    // Rare (once per node and script, or after a failover): a slot of its own.
+    let slot = Arc::new(Slot::default());
+    conns.conns[index].2.submit(&slot, 1, false, |wire| {
+        write_command(wire, &[b"SCRIPT", b"LOAD", script.source.as_bytes()]);
+    })?;
+    let mut replies = Vec::new();
+    let answered =
+        tokio::time::timeout(conns.router.request_timeout(), poll_fn(|cx| slot.poll_take(cx, &mut replies)))
+            .await;
+    match answered {
+        Err(_) => Err(Failure { class: ErrorClass::Timeout, maybe_applied: true }),
+        Ok(Err(f)) => Err(f),
+        Ok(Ok(())) => match replies.first() {
+            Some(Reply::Error(e)) => Err(Failure::definite(e.class)),
+            _ => Ok(()),
+        },
     }
 }

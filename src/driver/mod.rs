@@ -10,10 +10,12 @@
 //! This module drives load; it never injects faults and never decides pass or fail.
 
 pub mod classify;
+pub mod conn;
 pub mod exec;
 pub mod keys;
 pub mod readback;
 pub mod render;
+pub mod resp;
 pub mod router;
 
 use std::sync::Arc;
@@ -24,9 +26,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 
-use self::exec::{Connections, attempt};
+use self::exec::{Attempt, Connections, attempt};
 use self::keys::KeySpace;
 use self::render::{Rendered, Renderer, Scratch};
+use self::resp::Reply;
 use self::router::Router;
 use crate::history::{Aggregator, ErrorEvent, History, OpEvent, Outcome, Recorder};
 pub use crate::spec::{ClientPolicy, Pacing};
@@ -167,6 +170,7 @@ async fn worker(
     // One op's commands and the indexes still to send, reused by every op of the worker.
     let mut rendered = Rendered::default();
     let mut todo: Vec<usize> = Vec::new();
+    let mut a = Attempt::default();
     let uid_base = (index as u64) << 40;
     let mut seq = 0u64;
     // Open loop: worker `index` owns schedule slots index, index + workers, … of the
@@ -220,7 +224,7 @@ async fn worker(
         let (mut moved, mut ask) = (0u32, 0u32);
         let (outcome, reply) = loop {
             attempts += 1;
-            let a = attempt(&mut conns, &rendered.cmds, &todo, plan.renderer.script(kind)).await;
+            attempt(&mut conns, &rendered.cmds, &todo, plan.renderer.script(kind), false, &mut a).await;
             moved += a.moved;
             ask += a.ask;
             let now_us = clock.now_us();
@@ -229,7 +233,7 @@ async fn worker(
             }
             if a.failed.is_empty() {
                 let reply = match a.replies.first() {
-                    Some(redis::Value::Int(n)) => Some(*n),
+                    Some(Reply::Int(n)) => Some(*n),
                     _ => None,
                 };
                 break (Outcome::Ok, reply);
@@ -256,7 +260,7 @@ async fn worker(
                 start_us,
                 latency_us: end_us.saturating_sub(start_us),
                 kind,
-                slot: rendered.cmds.first().map_or(0, |c| c.slot),
+                slot: if rendered.cmds.is_empty() { 0 } else { rendered.cmds.slot(0) },
                 id: rendered.id,
                 uid,
                 sent_us,

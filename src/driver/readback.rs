@@ -5,10 +5,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{Cmd, Value};
-
-use super::exec::{Connections, Routed, attempt};
+use super::exec::{Attempt, Commands, Connections, attempt};
 use super::render::Renderer;
+use super::resp::Reply;
 use super::router::Router;
 use crate::check::lost_writes::ReadBack;
 use crate::cluster::slot::Slot;
@@ -25,19 +24,17 @@ pub async fn read_sets(router: Arc<Router>, renderer: &Renderer, kind: OpKind, o
     let ids: Vec<u64> = ids.into_iter().collect();
     let mut conns = Connections::new(router.clone(), 0);
     let mut out = ReadBack::default();
+    let mut cmds = Commands::default();
+    let mut a = Attempt::default();
     for chunk in ids.chunks(BATCH) {
-        let cmds: Vec<Routed> = chunk
-            .iter()
-            .map(|&id| {
-                let key = renderer.set_full_key_for(kind, id).expect("a set-full op");
-                let mut cmd = Cmd::new();
-                cmd.arg("SMEMBERS").arg(&key);
-                Routed { cmd, slot: Slot::of(&key).get() }
-            })
-            .collect();
+        cmds.clear();
+        for &id in chunk {
+            let key = renderer.set_full_key_for(kind, id).expect("a set-full op");
+            cmds.push(Slot::of(&key).get(), &[b"SMEMBERS", &key]);
+        }
         let mut todo: Vec<usize> = (0..cmds.len()).collect();
         for n in 0..ATTEMPTS {
-            let a = attempt(&mut conns, &cmds, &todo, None).await;
+            attempt(&mut conns, &cmds, &todo, None, true, &mut a).await;
             for &i in &todo {
                 if a.failed.iter().any(|(f, _, _)| *f == i) {
                     continue;
@@ -58,12 +55,12 @@ pub async fn read_sets(router: Arc<Router>, renderer: &Renderer, kind: OpKind, o
 
 /// The uids of an `SMEMBERS` reply (members that are not numbers are ignored: nothing but
 /// `$uid` is added to these sets).
-fn uids(v: &Value) -> HashSet<u64> {
+fn uids(v: &Reply) -> HashSet<u64> {
     match v {
-        Value::Array(items) | Value::Set(items) => items
+        Reply::Array(items) => items
             .iter()
             .filter_map(|i| match i {
-                Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+                Reply::Bulk(b) => std::str::from_utf8(b).ok()?.parse().ok(),
                 _ => None,
             })
             .collect(),

@@ -2,16 +2,16 @@
 //! (`$id`, `$value`, `$now`, …) and note each command's slot from its key (argument 1, or a
 //! script's first key).
 //!
-//! Rendering is on the hot path of every op, so a worker renders into one [`Rendered`] it
-//! keeps for the whole run: each op clears and refills the same [`Cmd`] buffers instead of
-//! allocating a command (and growing its buffers argument by argument) per command.
+//! Rendering is on the hot path of every op, so it writes each command straight as RESP
+//! (the bytes the connection sends) into one buffer per worker, kept for the whole run: no
+//! command object, no copy of its arguments, no allocation once the buffer has grown.
 
+use std::ops::Range;
 use std::time::SystemTime;
 
-use redis::Cmd;
-
-use super::exec::{Routed, ScriptSource};
+use super::exec::{Commands, ScriptSource};
 use super::keys::KeyChooser;
+use super::resp::{decimal, write_array_header, write_bulk, write_bulk_decimal, write_bulk_header};
 use crate::cluster::slot::Slot;
 use crate::history::OpKind;
 use crate::spec::{ArgTemplate, CommandTemplate, OpBody, OpSpec, Part, RenderCtx};
@@ -23,8 +23,9 @@ struct RenderOp {
 }
 
 enum Body {
-    /// Commands (one, or a per-id pipeline repeated `batch` times with different ids).
-    Commands { templates: Vec<CommandTemplate>, batch: usize },
+    /// Commands (one, or a per-id pipeline repeated `batch` times with different ids), each
+    /// with its RESP head (`*N` and the name), which never changes.
+    Commands { templates: Vec<(Vec<u8>, CommandTemplate)>, batch: usize },
     /// `EVALSHA sha numkeys keys… args…`.
     Script { sha: String, source: ScriptSource, keys: Vec<ArgTemplate>, args: Vec<ArgTemplate> },
 }
@@ -32,8 +33,8 @@ enum Body {
 /// A rendered op.
 #[derive(Default)]
 pub struct Rendered {
-    /// Its commands with their slots, in order.
-    pub cmds: Vec<Routed>,
+    /// Its commands, encoded, with their slots, in order.
+    pub cmds: Commands,
     /// The first id it addressed.
     pub id: u64,
 }
@@ -43,35 +44,58 @@ pub struct Rendered {
 pub struct Scratch {
     arg: Vec<u8>,
     value: Vec<u8>,
-    /// Commands of earlier ops, cleared and refilled by the next ones: their buffers have
-    /// already grown to the sizes the workload's commands need.
-    spare: Vec<Routed>,
 }
 
-/// Argument `arg` filled from `ctx`. Literal arguments and a bare `$value` (most of a
-/// workload's arguments besides keys) are used as they are; any other is rendered into
-/// `buf`, so only those are copied twice.
-fn fill<'a>(arg: &'a ArgTemplate, ctx: &RenderCtx<'a>, buf: &'a mut Vec<u8>) -> &'a [u8] {
-    if let Some(literal) = arg.as_literal() {
-        return literal;
-    }
-    if arg.parts() == [Part::Value] {
-        return ctx.value;
-    }
-    buf.clear();
-    arg.render_into(ctx, buf);
-    buf
+/// A command template with its RESP head: `*<1 + args>`, then its name as a bulk string.
+fn with_head(t: &CommandTemplate) -> (Vec<u8>, CommandTemplate) {
+    let mut head = Vec::new();
+    write_array_header(&mut head, 1 + t.args().len());
+    write_bulk(&mut head, t.name().as_bytes());
+    (head, t.clone())
 }
 
-/// A command to fill: a spare one with its buffers (cleared), or a new one.
-fn reuse(spare: &mut Vec<Routed>) -> Cmd {
-    match spare.pop() {
-        Some(Routed { mut cmd, .. }) => {
-            cmd.clear();
-            cmd
+/// Write argument `arg` filled from `ctx` into `wire` as a bulk string and return where its
+/// bytes lie. `id` is `ctx.id` already in decimal (formatted once per id, not per
+/// argument). Arguments made of literals, `$id` and `$value` only (keys and values, nearly
+/// all of a workload's) are written straight into `wire`; others are rendered into `buf`
+/// first.
+fn write_arg(
+    wire: &mut Vec<u8>,
+    arg: &ArgTemplate,
+    ctx: &RenderCtx<'_>,
+    id: &[u8],
+    buf: &mut Vec<u8>,
+) -> Range<usize> {
+    let mut len = 0;
+    for part in arg.parts() {
+        len += match part {
+            Part::Lit(bytes) => bytes.len(),
+            Part::Id => id.len(),
+            Part::Value => ctx.value.len(),
+            Part::Now | Part::NowMs | Part::Uid => {
+                buf.clear();
+                arg.render_into(ctx, buf);
+                write_bulk_header(wire, buf.len());
+                let start = wire.len();
+                wire.extend_from_slice(buf);
+                wire.extend_from_slice(b"\r\n");
+                return start..start + buf.len();
+            }
+        };
+    }
+    write_bulk_header(wire, len);
+    let start = wire.len();
+    for part in arg.parts() {
+        match part {
+            Part::Lit(bytes) => wire.extend_from_slice(bytes),
+            Part::Id => wire.extend_from_slice(id),
+            Part::Value => wire.extend_from_slice(ctx.value),
+            Part::Now | Part::NowMs | Part::Uid => unreachable!("rendered above"),
         }
-        None => Cmd::new(),
     }
+    let end = wire.len();
+    wire.extend_from_slice(b"\r\n");
+    start..end
 }
 
 /// The workload's ops, with their weights.
@@ -92,10 +116,11 @@ impl Renderer {
                 total += op.weight;
                 cumulative.push(total);
                 let body = match &op.body {
-                    OpBody::Command(c) => Body::Commands { templates: vec![c.clone()], batch: 1 },
-                    OpBody::Pipeline { commands, batch } => {
-                        Body::Commands { templates: commands.clone(), batch: (*batch).max(1) }
-                    }
+                    OpBody::Command(c) => Body::Commands { templates: vec![with_head(c)], batch: 1 },
+                    OpBody::Pipeline { commands, batch } => Body::Commands {
+                        templates: commands.iter().map(with_head).collect(),
+                        batch: (*batch).max(1),
+                    },
                     OpBody::Script { source, keys, args, .. } => Body::Script {
                         sha: sha1_hex(source.as_bytes()),
                         source: ScriptSource { source: source.clone() },
@@ -172,7 +197,7 @@ impl Renderer {
     fn set_full_key<'a>(&self, op: &'a RenderOp) -> Option<&'a ArgTemplate> {
         match &op.body {
             Body::Commands { templates, batch: 1 } if templates.len() == 1 => {
-                let t = &templates[0];
+                let (_, t) = &templates[0];
                 let args = t.args();
                 (t.name() == "SADD" && args.len() == 2 && args[1].parts() == [Part::Uid]).then(|| &args[0])
             }
@@ -203,8 +228,8 @@ impl Renderer {
     }
 
     /// Fill op `kind`'s templates with fresh ids and values into `out`, replacing the op it
-    /// held and reusing its commands' buffers (the worker loop's way: no allocation once
-    /// the buffers have grown).
+    /// held and reusing its buffer (the worker loop's way: no allocation once the buffer
+    /// has grown).
     pub fn render_into(
         &self,
         kind: OpKind,
@@ -214,8 +239,7 @@ impl Renderer {
         out: &mut Rendered,
     ) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        // The last op's commands become the spares this one is built from.
-        scratch.spare.append(&mut out.cmds);
+        out.cmds.clear();
         match &self.ops[usize::from(kind.0)].body {
             Body::Commands { templates, batch } => {
                 let mut first_id = 0;
@@ -227,18 +251,20 @@ impl Renderer {
                     scratch.value.clear();
                     scratch.value.extend_from_slice(keys.value());
                     let ctx = RenderCtx { id, value: &scratch.value, now, uid };
-                    for t in templates {
-                        let mut cmd = reuse(&mut scratch.spare);
-                        cmd.arg(t.name());
-                        let mut slot = 0;
-                        for (n, arg) in t.args().iter().enumerate() {
-                            let bytes = fill(arg, &ctx, &mut scratch.arg);
-                            if n == 0 {
-                                slot = Slot::of(bytes).get();
+                    let mut digits = [0u8; 20];
+                    let id_text = decimal(&mut digits, id);
+                    for (head, t) in templates {
+                        out.cmds.push_with(|wire| {
+                            wire.extend_from_slice(head);
+                            let mut slot = 0;
+                            for (n, arg) in t.args().iter().enumerate() {
+                                let bytes = write_arg(wire, arg, &ctx, id_text, &mut scratch.arg);
+                                if n == 0 {
+                                    slot = Slot::of(&wire[bytes]).get();
+                                }
                             }
-                            cmd.arg(bytes);
-                        }
-                        out.cmds.push(Routed { cmd, slot });
+                            slot
+                        });
                     }
                 }
                 out.id = first_id;
@@ -247,18 +273,23 @@ impl Renderer {
                 let id = keys.next_id();
                 scratch.value.clear();
                 scratch.value.extend_from_slice(keys.value());
-                let mut cmd = reuse(&mut scratch.spare);
                 let ctx = RenderCtx { id, value: &scratch.value, now, uid };
-                cmd.arg("EVALSHA").arg(sha).arg(key_templates.len());
-                let mut slot = 0;
-                for (n, t) in key_templates.iter().chain(args).enumerate() {
-                    let bytes = fill(t, &ctx, &mut scratch.arg);
-                    if n == 0 {
-                        slot = Slot::of(bytes).get();
+                let mut digits = [0u8; 20];
+                let id_text = decimal(&mut digits, id);
+                out.cmds.push_with(|wire| {
+                    write_array_header(wire, 3 + key_templates.len() + args.len());
+                    write_bulk(wire, b"EVALSHA");
+                    write_bulk(wire, sha.as_bytes());
+                    write_bulk_decimal(wire, key_templates.len());
+                    let mut slot = 0;
+                    for (n, t) in key_templates.iter().chain(args).enumerate() {
+                        let bytes = write_arg(wire, t, &ctx, id_text, &mut scratch.arg);
+                        if n == 0 {
+                            slot = Slot::of(&wire[bytes]).get();
+                        }
                     }
-                    cmd.arg(bytes);
-                }
-                out.cmds.push(Routed { cmd, slot });
+                    slot
+                });
                 out.id = id;
             }
         }
@@ -312,16 +343,64 @@ command = ["GET", "key:$id"]
             renderer.render_into(OpKind(kind), &mut keys_a, uid as u64, &mut scratch_a, &mut reused);
             let fresh = renderer.render(OpKind(kind), &mut keys_b, uid as u64, &mut scratch_b);
             let packed = |r: &Rendered| -> Vec<(Vec<u8>, u16)> {
-                r.cmds.iter().map(|c| (c.cmd.get_packed_command(), c.slot)).collect()
+                (0..r.cmds.len()).map(|i| (r.cmds.bytes(i).to_vec(), r.cmds.slot(i))).collect()
             };
             assert_eq!(packed(&reused), packed(&fresh), "op {uid}");
             assert_eq!(reused.id, fresh.id);
             assert_eq!(reused.cmds.len(), if kind == 0 { 3 } else { 1 });
         }
-        let expire = String::from_utf8(reused.cmds[1].cmd.get_packed_command()).unwrap();
-        assert!(
-            expire.starts_with("*3\r\n$6\r\nEXPIRE\r\n") && expire.ends_with("$2\r\n60\r\n"),
-            "{expire:?}"
-        );
+        let expire =
+            redis::cmd("EXPIRE").arg(format!("{{user:{}}}:profile", reused.id)).arg(60).get_packed_command();
+        assert_eq!(reused.cmds.bytes(1), expire, "encoded as the redis crate packs it");
+        assert_eq!(reused.cmds.slot(1), Slot::of(format!("{{user:{}}}:profile", reused.id).as_bytes()).get());
+        // Keys, `$id` inside text, `$uid` and `$value` all land where they belong.
+        let id = reused.id;
+        let hset = redis::cmd("HSET")
+            .arg(format!("{{user:{id}}}:profile"))
+            .arg("name")
+            .arg(format!("user-{id}"))
+            .arg("op")
+            .arg(4)
+            .get_packed_command();
+        assert_eq!(reused.cmds.bytes(0), hset);
+        let Ok(Some((crate::driver::resp::Reply::Array(set), _))) =
+            crate::driver::resp::parse(reused.cmds.bytes(2), true)
+        else {
+            panic!("SET is a RESP array")
+        };
+        let crate::driver::resp::Reply::Bulk(value) = &set[2] else { panic!("{set:?}") };
+        assert!((4..=40).contains(&value.len()), "{value:?}");
+    }
+
+    #[test]
+    fn a_script_renders_as_evalsha_with_its_keys_and_args() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/rate-limit.toml");
+        let workload = crate::spec::load(std::path::Path::new(path)).unwrap();
+        let renderer = Renderer::new(&workload.ops);
+        let space = crate::driver::keys::KeySpace::new(200, crate::spec::Distribution::Uniform, 8, 8);
+        let mut keys = space.chooser(1, 0, 1);
+        let r = renderer.render(OpKind(0), &mut keys, 77, &mut Scratch::default());
+        let key = format!("{{ratelimit:{}}}:sliding", r.id);
+        assert_eq!(r.cmds.slot(0), Slot::of(key.as_bytes()).get());
+        let Ok(Some((crate::driver::resp::Reply::Array(args), used))) =
+            crate::driver::resp::parse(r.cmds.bytes(0), true)
+        else {
+            panic!("EVALSHA is a RESP array")
+        };
+        assert_eq!(used, r.cmds.bytes(0).len());
+        let text: Vec<String> = args
+            .iter()
+            .map(|a| match a {
+                crate::driver::resp::Reply::Bulk(b) => String::from_utf8(b.clone()).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let sha = match renderer.script(OpKind(0)) {
+            Some(s) => sha1_hex(s.source.as_bytes()),
+            None => panic!("a script op"),
+        };
+        assert_eq!(text[..6], ["EVALSHA".to_string(), sha, "1".into(), key, "100".into(), "60".into()]);
+        let (secs, micros) = text[6].split_once('.').unwrap();
+        assert!(secs.parse::<u64>().unwrap() > 1_700_000_000 && micros.len() == 6, "{}", text[6]);
     }
 }

@@ -4,7 +4,8 @@
 //! Why not the `redis` crate's cluster client: with its retries it hides what a chaos
 //! harness must see (a killed primary shows as one long stall), and without them it stops
 //! following MOVED/ASK. Routing here follows every redirect itself and counts it, and times
-//! and classifies every attempt.
+//! and classifies every attempt. The connections are slotstorm's own too ([`Conn`]): they
+//! speak RESP directly, for speed (see `bench/README.md`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,15 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::Notify;
 
-use super::classify::{Failure, request_error};
+use super::classify::Failure;
+use super::conn::Conn;
 use crate::cluster::node::{ADMIN_TIMEOUT, Node};
 use crate::cluster::slot::SLOT_COUNT;
 use crate::cluster::topology::View;
-use crate::history::ErrorClass;
 
 /// Which node serves each slot.
 ///
@@ -109,7 +108,7 @@ impl SlotTable {
 /// One node's connection (shared by all workers: it multiplexes) and its generation.
 #[derive(Default)]
 struct NodeSlot {
-    conn: Option<(u64, MultiplexedConnection)>,
+    conn: Option<(u64, Conn)>,
     /// When the last connect attempt failed, and how: workers that queued behind that
     /// attempt share its result instead of each trying again in turn.
     last_failure: Option<(Instant, Failure)>,
@@ -239,7 +238,7 @@ impl Router {
         addr: SocketAddr,
         lane: usize,
         stale: Option<u64>,
-    ) -> Result<(u64, MultiplexedConnection), Failure> {
+    ) -> Result<(u64, Conn), Failure> {
         let asked = Instant::now();
         let slot = self.node_slot(addr, lane);
         let mut slot = slot.lock().await;
@@ -269,19 +268,14 @@ impl Router {
         }
     }
 
-    async fn open(&self, addr: SocketAddr) -> Result<MultiplexedConnection, Failure> {
-        let url = match &self.password {
-            Some(p) => format!("redis://:{p}@{addr}/"),
-            None => format!("redis://{addr}/"),
-        };
-        let client = redis::Client::open(url).map_err(|_| Failure::definite(ErrorClass::Other))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.request_timeout))
-            .set_response_timeout(Some(self.request_timeout));
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| request_error(&e, false))
+    /// The client policy's request timeout: how long a request waits for its reply.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// A new connection to `addr`, within the request timeout.
+    async fn open(&self, addr: SocketAddr) -> Result<Conn, Failure> {
+        Conn::connect(addr, self.password.as_deref(), self.request_timeout).await
     }
 }
 

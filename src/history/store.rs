@@ -127,7 +127,13 @@ pub fn save(path: &Path, history: &History) -> io::Result<()> {
         "events": history.events,
     });
     let mut gz = GzEncoder::new(BufWriter::new(File::create(path)?), Compression::fast());
-    serde_json::to_writer(&mut gz, &doc)?;
+    // serde_json writes token by token, and flate2 (miniz backend) zero-fills its 32 KiB
+    // output buffer on every write it gets: without this buffer, saving a history of a
+    // million ops spent seconds in memset.
+    let mut json = BufWriter::with_capacity(64 * 1024, &mut gz);
+    serde_json::to_writer(&mut json, &doc)?;
+    json.flush()?;
+    drop(json);
     gz.finish()?.flush()
 }
 
