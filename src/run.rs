@@ -358,10 +358,19 @@ async fn drive_and_record(
             .iter()
             .filter_map(|n| Some((n.id.0.clone(), names.get(&n.addr.parse().ok()?)?.clone())))
             .collect();
+        // Operations may add and remove nodes; the observer follows the operator's roster.
+        let operator = workload
+            .chaos
+            .as_ref()
+            .map(|_| nemesis::Operator::new(docker.clone(), cluster.clone(), clock, events.clone()));
+        let roster = operator.clone().map(|op| -> observe::Roster {
+            Arc::new(move || op.cluster().nodes.iter().map(|n| (n.node.clone(), n.addr)).collect())
+        });
         let config = ObserverConfig {
             nodes: cluster.nodes.iter().map(|n| (n.node.clone(), n.addr)).collect(),
             poll: OBSERVER_POLL,
             sample: workload.load.interval,
+            roster,
         };
         let observer =
             observe::observe(config, clock, events.clone(), samples.clone(), observers_stop.clone());
@@ -377,9 +386,8 @@ async fn drive_and_record(
             );
             background.push(tokio::spawn(follow));
         }
-        if let Some(chaos) = &workload.chaos {
+        if let (Some(chaos), Some(op)) = (&workload.chaos, operator) {
             let schedule = chaos.schedule(plan.duration);
-            let op = nemesis::Operator::new(docker.clone(), cluster.clone(), clock, events.clone());
             nemesis = Some((tokio::spawn(nemesis::run(op.clone(), schedule, chaos.seed, stop.clone())), op));
         }
     }

@@ -260,8 +260,10 @@ drain = true
         }
     }
     assert!(!last_view.is_empty(), "the observer saw the owners change");
+    assert!(last_view.contains_key("redis-7"), "the observer watches the node that joined: {last_view:?}");
     for (node, owners) in &last_view {
         assert_eq!(owners.len(), 4, "{node}: {owners:?}");
+        assert!(owners.iter().any(|(o, _)| o == "redis-7"), "the new node is named: {owners:?}");
         for (owner, slots) in owners.iter() {
             assert!(
                 (4014..=4178).contains(slots),

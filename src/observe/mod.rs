@@ -10,7 +10,7 @@ pub mod logs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::cluster::node::Node;
@@ -50,6 +50,13 @@ pub struct NodeSample {
 /// Samples gathered during a run.
 pub type Samples = Arc<Mutex<Vec<NodeSample>>>;
 
+/// The nodes of a cluster as they are now, name and address: topology operations add and
+/// remove nodes during a run.
+pub type Roster = Arc<dyn Fn() -> Vec<(String, SocketAddr)> + Send + Sync>;
+
+/// How often the observer looks at the roster for nodes that joined or left.
+const ROSTER_CHECK: Duration = Duration::from_millis(250);
+
 /// What the observer needs.
 #[derive(Clone)]
 pub struct ObserverConfig {
@@ -59,6 +66,9 @@ pub struct ObserverConfig {
     pub poll: Duration,
     /// Health sample period.
     pub sample: Duration,
+    /// Where to learn of nodes that join or leave during the run; `None` when the nodes are
+    /// fixed.
+    pub roster: Option<Roster>,
 }
 
 /// What one observer task remembers of its node's last answer.
@@ -80,34 +90,55 @@ pub async fn observe(
     samples: Samples,
     stop: Arc<Stop>,
 ) {
-    let names: Arc<HashMap<SocketAddr, String>> =
-        Arc::new(config.nodes.iter().map(|(n, a)| (*a, n.clone())).collect());
-    let tasks: Vec<_> = config
-        .nodes
-        .iter()
-        .map(|(name, addr)| {
-            let watch = watch_node(
-                name.clone(),
-                *addr,
-                config.clone(),
-                names.clone(),
-                clock,
-                events.clone(),
-                samples.clone(),
-            );
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = watch => {}
-                    _ = wait(&stop) => {}
-                }
-            })
+    let names: Names = Arc::new(RwLock::new(config.nodes.iter().map(|(n, a)| (*a, n.clone())).collect()));
+    let spawn = |name: &str, addr: SocketAddr| {
+        let watch = watch_node(
+            name.to_string(),
+            addr,
+            config.clone(),
+            names.clone(),
+            clock,
+            events.clone(),
+            samples.clone(),
+        );
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = watch => {}
+                _ = wait(&stop) => {}
+            }
         })
-        .collect();
-    for t in tasks {
+    };
+    let mut watching: HashMap<String, tokio::task::JoinHandle<()>> =
+        config.nodes.iter().map(|(name, addr)| (name.clone(), spawn(name, *addr))).collect();
+    while let Some(roster) = &config.roster {
+        tokio::select! {
+            _ = wait(&stop) => break,
+            _ = tokio::time::sleep(ROSTER_CHECK) => {}
+        }
+        let now = roster();
+        for (name, addr) in &now {
+            if !watching.contains_key(name) {
+                names.write().expect("names lock").insert(*addr, name.clone());
+                watching.insert(name.clone(), spawn(name, *addr));
+            }
+        }
+        // A node that left the cluster is no longer watched (it would only stop answering).
+        watching.retain(|name, task| {
+            let stays = now.iter().any(|(n, _)| n == name);
+            if !stays {
+                task.abort();
+            }
+            stays
+        });
+    }
+    for (_, t) in watching {
         let _ = t.await;
     }
 }
+
+/// Node names by address, growing as nodes join.
+type Names = Arc<RwLock<HashMap<SocketAddr, String>>>;
 
 async fn wait(stop: &Stop) {
     while !stop.stopped() {
@@ -119,7 +150,7 @@ async fn watch_node(
     name: String,
     addr: SocketAddr,
     config: ObserverConfig,
-    names: Arc<HashMap<SocketAddr, String>>,
+    names: Names,
     clock: RunClock,
     events: EventLog,
     samples: Samples,
@@ -164,7 +195,8 @@ async fn watch_node(
             continue;
         };
         let state = info.get("cluster_state").cloned().unwrap_or_default();
-        for kind in changes(&name, &view, &state, &names, &mut seen) {
+        let kinds = changes(&name, &view, &state, &names.read().expect("names lock"), &mut seen);
+        for kind in kinds {
             emit(&events, now, kind);
         }
         if clock.start.elapsed() >= next_sample {
