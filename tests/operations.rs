@@ -177,13 +177,26 @@ async fn resharding_1000_slots_under_load_keeps_every_acknowledged_value() {
     assert!(op.moved_followed + op.ask_followed > 0, "the client was redirected: {op:?}");
     // Per interval and shard: the three shards of the start, each with ops.
     let shards = std::fs::read_to_string(report.dir.join("shards.csv")).unwrap();
-    assert!(shards.starts_with("interval,start_s,shard,ops,errors,attempt_timeout,"), "{shards}");
+    assert!(
+        shards.starts_with("interval,start_s,shard,ops,errors,moved_followed,ask_followed,attempt_timeout,"),
+        "{shards}"
+    );
     for name in ["redis-1", "redis-2", "redis-3"] {
         assert!(
             shards.lines().filter(|l| l.split(',').nth(2) == Some(name)).count() > 10,
             "{name}: {shards}"
         );
     }
+    // Redirections land on the shard whose slots moved: redis-3's ({user:42}'s).
+    let redirected = |name: &str| -> u64 {
+        shards
+            .lines()
+            .filter(|l| l.split(',').nth(2) == Some(name))
+            .map(|l| l.split(',').skip(5).take(2).map(|n| n.parse::<u64>().unwrap()).sum::<u64>())
+            .sum()
+    };
+    assert!(redirected("redis-3") > 0, "{shards}");
+    assert!(redirected("redis-3") >= redirected("redis-2"), "{shards}");
     assert_healthy(&kept.cluster.addrs()).await;
     assert_eq!(lost(&report), 0);
     assert_eq!(report.over_admissions.iter().map(|o| o.over_windows).sum::<u64>(), 0);

@@ -121,18 +121,7 @@ mod tests {
     use crate::history::ErrorClass;
 
     fn add(uid: u64, id: u64, at_ms: u64, outcome: Outcome) -> OpEvent {
-        OpEvent {
-            start_us: at_ms * 1000,
-            latency_us: 1000,
-            kind: OpKind(1),
-            slot: 0,
-            id,
-            uid,
-            sent_us: at_ms * 1000,
-            outcome,
-            attempts: 1,
-            reply: None,
-        }
+        OpEvent { id, uid, ..OpEvent::sample(at_ms, 1, 1, 0, outcome) }
     }
 
     fn fault(t0_ms: u64) -> FaultReport {

@@ -85,16 +85,10 @@ mod tests {
 
     fn call(id: u64, sent_ms: u64, admitted: bool) -> OpEvent {
         OpEvent {
-            start_us: sent_ms * 1000,
             latency_us: 100,
-            kind: OpKind(2),
-            slot: 0,
             id,
-            uid: 0,
-            sent_us: sent_ms * 1000,
-            outcome: Outcome::Ok,
-            attempts: 1,
             reply: Some(i64::from(admitted)),
+            ..OpEvent::sample(sent_ms, 0, 2, 0, Outcome::Ok)
         }
     }
 

@@ -266,6 +266,8 @@ async fn worker(
                 sent_us,
                 outcome,
                 attempts: attempts.min(255) as u8,
+                moved: moved.min(255) as u8,
+                ask: ask.min(255) as u8,
                 reply,
             },
             end_us,

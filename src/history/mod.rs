@@ -143,6 +143,10 @@ pub struct OpEvent {
     pub outcome: Outcome,
     /// Attempts made (1 without retries).
     pub attempts: u8,
+    /// MOVED redirections the driver followed for it (at most 255 counted).
+    pub moved: u8,
+    /// ASK redirections the driver followed for it (at most 255 counted).
+    pub ask: u8,
     /// The first command's reply when it is an integer (a rate limiter's verdict, a
     /// counter), for checkers.
     pub reply: Option<i64>,
@@ -163,6 +167,8 @@ impl OpEvent {
             sent_us: start_ms * 1000,
             outcome,
             attempts: 1,
+            moved: 0,
+            ask: 0,
             reply: None,
         }
     }

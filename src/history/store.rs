@@ -108,7 +108,9 @@ pub fn save(path: &Path, history: &History) -> io::Result<()> {
                 outcome_code(o.outcome),
                 o.attempts,
                 o.reply,
-                o.sent_us
+                o.sent_us,
+                o.moved,
+                o.ask
             ])
         })
         .collect();
@@ -175,6 +177,9 @@ pub fn load(path: &Path) -> io::Result<History> {
             attempts: f(7)? as u8,
             reply: o[8].as_i64(),
             sent_us: o[9].as_u64().unwrap_or(0),
+            // Histories saved before redirections were kept per op have none.
+            moved: o[10].as_u64().unwrap_or(0).min(255) as u8,
+            ask: o[11].as_u64().unwrap_or(0).min(255) as u8,
         });
     }
     let mut errors = Vec::new();
@@ -231,6 +236,8 @@ mod tests {
                     sent_us: 3,
                     outcome: Outcome::Unknown(ErrorClass::Timeout),
                     attempts: 2,
+                    moved: 1,
+                    ask: 3,
                     reply: Some(-1),
                 },
                 OpEvent {
@@ -243,6 +250,8 @@ mod tests {
                     sent_us: 3,
                     outcome: Outcome::Fail(ErrorClass::Other),
                     attempts: 1,
+                    moved: 0,
+                    ask: 0,
                     reply: None,
                 },
             ],

@@ -231,9 +231,10 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
     f.flush()
 }
 
-/// One row per interval and shard (the primaries' slots at the start; `slot N` for slots no
-/// shard held): ops, their errors, and every attempt's errors by class, so TRYAGAIN during a
-/// reshard or CLUSTERDOWN during a failover shows where it struck.
+/// One row per interval and shard (the primaries' slots at the start; `unowned` for slots no
+/// shard held), by the slot of each op's first key: ops, their errors, the MOVED and ASK
+/// redirections followed for them, and every attempt's errors by class, so redirections
+/// during a reshard or CLUSTERDOWN during a failover show where they struck.
 fn write_shards(path: &Path, history: &History, shards: &[Shard]) -> io::Result<()> {
     let mut shard_of = vec![shards.len(); 16384];
     for (i, s) in shards.iter().enumerate() {
@@ -245,26 +246,41 @@ fn write_shards(path: &Path, history: &History, shards: &[Shard]) -> io::Result<
     }
     let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).chain(std::iter::once("unowned")).collect();
     let len = history.interval.as_micros().max(1) as u64;
-    // (interval, shard) → ops, failed ops, attempt errors by class.
-    let mut rows: BTreeMap<(u64, usize), (u64, u64, [u64; ErrorClass::COUNT])> = BTreeMap::new();
+    // (interval, shard) → ops, failed ops, MOVED and ASK followed, attempt errors by class.
+    #[derive(Default)]
+    struct Row {
+        ops: u64,
+        errors: u64,
+        moved: u64,
+        ask: u64,
+        attempts: [u64; ErrorClass::COUNT],
+    }
+    let mut rows: BTreeMap<(u64, usize), Row> = BTreeMap::new();
     for o in &history.ops {
         let row = rows.entry((o.start_us / len, shard_of[usize::from(o.slot)])).or_default();
-        row.0 += 1;
-        row.1 += u64::from(o.outcome.error().is_some());
+        row.ops += 1;
+        row.errors += u64::from(o.outcome.error().is_some());
+        row.moved += u64::from(o.moved);
+        row.ask += u64::from(o.ask);
     }
     for e in &history.errors {
-        rows.entry((e.at_us / len, shard_of[usize::from(e.slot)])).or_default().2[e.class.index()] += 1;
+        rows.entry((e.at_us / len, shard_of[usize::from(e.slot)])).or_default().attempts[e.class.index()] +=
+            1;
     }
     let mut f = BufWriter::new(File::create(path)?);
-    write!(f, "interval,start_s,shard,ops,errors")?;
+    write!(f, "interval,start_s,shard,ops,errors,moved_followed,ask_followed")?;
     for c in ErrorClass::ALL {
         write!(f, ",attempt_{}", c.name())?;
     }
     writeln!(f)?;
-    for ((interval, shard), (ops, errors, attempts)) in rows {
+    for ((interval, shard), row) in rows {
         let start_s = (interval * len) as f64 / 1e6;
-        write!(f, "{interval},{start_s:.3},{},{ops},{errors}", names[shard])?;
-        for n in attempts {
+        write!(
+            f,
+            "{interval},{start_s:.3},{},{},{},{},{}",
+            names[shard], row.ops, row.errors, row.moved, row.ask
+        )?;
+        for n in row.attempts {
             write!(f, ",{n}")?;
         }
         writeln!(f)?;
