@@ -299,6 +299,21 @@ async fn run_workload(args: RunArgs) -> Result<()> {
         }
         .into());
     }
+    if !report.chaos_errors.is_empty() {
+        for line in &report.chaos_errors {
+            println!("chaos error: {line}");
+        }
+        return Err(Exit {
+            code: exit::HARNESS,
+            message: format!(
+                "the chaos did not go as scheduled ({} error{}), so this run did not test what it was asked to; results in {}",
+                report.chaos_errors.len(),
+                if report.chaos_errors.len() == 1 { "" } else { "s" },
+                report.dir.display()
+            ),
+        }
+        .into());
+    }
     if crate::check::slo::overall(&report.verdicts) == crate::check::slo::Outcome::Fail {
         let failed = report.verdicts.iter().filter(|v| v.outcome == crate::check::slo::Outcome::Fail).count();
         return Err(Exit {

@@ -156,6 +156,9 @@ pub struct RunReport {
     pub over_admissions: Vec<OverAdmission>,
     /// The workload's SLOs, judged.
     pub verdicts: Vec<Verdict>,
+    /// Faults that could not be injected or healed, one line each: the run did not test
+    /// what its chaos file asked, so its verdicts cannot be trusted (exit code 3).
+    pub chaos_errors: Vec<String>,
 }
 
 /// The cluster a run drives, once it is there.
@@ -366,26 +369,29 @@ async fn drive_and_record(
         let roster = operator.clone().map(|op| -> observe::Roster {
             Arc::new(move || op.cluster().nodes.iter().map(|n| (n.node.clone(), n.addr)).collect())
         });
+        let nodes: Vec<_> = cluster.nodes.iter().map(|n| (n.node.clone(), n.addr)).collect();
         let config = ObserverConfig {
-            nodes: cluster.nodes.iter().map(|n| (n.node.clone(), n.addr)).collect(),
+            nodes: nodes.clone(),
             poll: OBSERVER_POLL,
             sample: workload.load.interval,
-            roster,
+            roster: roster.clone(),
         };
         let observer =
             observe::observe(config, clock, events.clone(), samples.clone(), observers_stop.clone());
         background.push(tokio::spawn(observer));
-        for n in &cluster.nodes {
-            let follow = logs::follow(
-                docker.clone(),
-                n.node.clone(),
-                n.container.clone(),
-                ids.clone(),
-                clock,
-                events.clone(),
-            );
-            background.push(tokio::spawn(follow));
-        }
+        // Every node's log, added nodes' too.
+        let followers = {
+            let (docker, run, events, stop) =
+                (docker.clone(), cluster.run.clone(), events.clone(), observers_stop.clone());
+            async move {
+                observe::per_node(&nodes, roster, &stop, |node, _| {
+                    let container = run.container(node);
+                    logs::follow(docker.clone(), node.into(), container, ids.clone(), clock, events.clone())
+                })
+                .await;
+            }
+        };
+        background.push(tokio::spawn(followers));
         if let (Some(chaos), Some(op)) = (&workload.chaos, operator) {
             let schedule = chaos.schedule(plan.duration);
             nemesis = Some((tokio::spawn(nemesis::run(op.clone(), schedule, chaos.seed, stop.clone())), op));
@@ -415,6 +421,7 @@ async fn drive_and_record(
     history.events = std::mem::take(&mut *events.lock().expect("event log lock"));
     history.events.sort_by_key(|e| e.at_us);
     let faults = check::failover::fault_reports(&history, &FailoverConfig::default());
+    let chaos_errors = check::chaos_errors(&history.events);
     let operations = check::operations::operation_reports(&history);
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     let lost_writes = check_lost_writes(seeds, &router, &plan.renderer, &history, &faults).await;
@@ -453,7 +460,17 @@ async fn drive_and_record(
     results.map_err(|source| RunError::Results { dir: dir.clone(), source })?;
     report::build_reports(&dir)?;
     append_step_summary(&dir, &verdicts);
-    Ok(RunReport { dir, history, interrupted, faults, operations, lost_writes, over_admissions, verdicts })
+    Ok(RunReport {
+        dir,
+        history,
+        interrupted,
+        faults,
+        operations,
+        lost_writes,
+        over_admissions,
+        verdicts,
+        chaos_errors,
+    })
 }
 
 /// The heal step after topology operations: once the cluster has settled, repair slots an

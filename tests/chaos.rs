@@ -312,3 +312,36 @@ duration = "700ms"
     assert_eq!(healed, 6, "every fault with a duration was healed (restart has none)");
     assert!(report.faults.iter().all(|f| !f.failed_over()), "nothing lasted long enough for a failover");
 }
+
+#[test]
+fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
+    // Three primaries and no replica: `random-replica` matches no node when the fault is due.
+    // The run must not pass what it never tested.
+    let dir = TempDir::new("fault-error");
+    dir.write("chaos.toml", "[[fault]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"random-replica\"\n");
+    let path = dir.write(
+        "w.toml",
+        "name = \"fault-error\"\nchaos = \"chaos.toml\"\n[cluster]\nmasters = 3\nreplicas = 0\n[load]\nduration = \"3s\"\nwarmup = \"0s\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n[slo]\nmax_failover = \"10s\"\n",
+    );
+    let results = dir.0.join("results");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+        .arg("run")
+        .arg(&path)
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("chaos error: fault[0] at 2."), "{stdout}");
+    assert!(stdout.contains("matches no node"), "{stdout}");
+    assert!(stderr.contains("the chaos did not go as scheduled (1 error)"), "{stderr}");
+    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
+    let summary = std::fs::read_to_string(folder.join("summary.md")).unwrap();
+    assert!(summary.contains("## Chaos errors") && summary.contains("fault[0] at 2."), "{summary}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
+    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}

@@ -246,6 +246,9 @@ pub async fn compare(workload: &Workload, opts: &CompareOptions) -> Result<Compa
             let wall_s = t.elapsed().as_secs_f64();
             let (status, error) = match &result {
                 Ok(report) if report.interrupted.is_some() => (RunStatus::Interrupted, None),
+                Ok(report) if !report.chaos_errors.is_empty() => {
+                    (RunStatus::Failed, Some(format!("chaos error: {}", report.chaos_errors.join("; "))))
+                }
                 Ok(report)
                     if crate::check::slo::overall(&report.verdicts) == crate::check::slo::Outcome::Fail =>
                 {

@@ -26,6 +26,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 
+use self::classify::Failure;
 use self::exec::{Attempt, Connections, attempt};
 use self::keys::KeySpace;
 use self::render::{Rendered, Renderer, Scratch};
@@ -222,6 +223,9 @@ async fn worker(
         todo.extend(0..rendered.cmds.len());
         let mut attempts = 0u32;
         let (mut moved, mut ask) = (0u32, 0u32);
+        // An attempt that may have applied a command leaves the op unknown whatever later
+        // attempts meet: a retry refused with CLUSTERDOWN does not undo a timed-out write.
+        let mut maybe_applied = false;
         let (outcome, reply) = loop {
             attempts += 1;
             attempt(&mut conns, &rendered.cmds, &todo, plan.renderer.script(kind), false, &mut a).await;
@@ -242,13 +246,9 @@ async fn worker(
             for &(_, slot, failure) in &a.failed {
                 recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class: failure.class, last });
             }
+            maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
             if last || stop.stopped() {
-                let first_unknown = a.failed.iter().find(|(_, _, f)| f.maybe_applied);
-                let outcome = match first_unknown {
-                    Some((_, _, f)) => Outcome::Unknown(f.class),
-                    None => Outcome::Fail(a.failed[0].2.class),
-                };
-                break (outcome, None);
+                break (failed_outcome(maybe_applied, &a.failed), None);
             }
             todo.clear();
             todo.extend(a.failed.iter().map(|(i, _, _)| *i));
@@ -276,4 +276,32 @@ async fn worker(
         );
     }
     recorder.finish()
+}
+
+/// How an op whose last attempt ended with `failed` (not empty) ended: unknown when any
+/// attempt may have applied a command (`maybe_applied`), else failed; the class is what the
+/// application saw, the last attempt's first ambiguous error or else its first error.
+fn failed_outcome(maybe_applied: bool, failed: &[(usize, u16, Failure)]) -> Outcome {
+    let seen = failed.iter().find(|(_, _, f)| f.maybe_applied).unwrap_or(&failed[0]).2.class;
+    if maybe_applied { Outcome::Unknown(seen) } else { Outcome::Fail(seen) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::ErrorClass;
+
+    #[test]
+    fn a_write_that_may_have_landed_stays_unknown_whatever_its_retries_meet() {
+        let refused = [(0, 7, Failure::definite(ErrorClass::ClusterDown))];
+        let timed_out = [(0, 7, Failure { class: ErrorClass::Timeout, maybe_applied: true })];
+        // Timeout, then CLUSTERDOWN on the retry: the first attempt may have applied it.
+        assert_eq!(failed_outcome(true, &refused), Outcome::Unknown(ErrorClass::ClusterDown));
+        // Refused every time: surely not applied.
+        assert_eq!(failed_outcome(false, &refused), Outcome::Fail(ErrorClass::ClusterDown));
+        assert_eq!(failed_outcome(true, &timed_out), Outcome::Unknown(ErrorClass::Timeout));
+        // The ambiguous error is what a pipeline's outcome names.
+        let both = [refused[0], (1, 9, timed_out[0].2)];
+        assert_eq!(failed_outcome(true, &both), Outcome::Unknown(ErrorClass::Timeout));
+    }
 }

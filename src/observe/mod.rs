@@ -91,8 +91,10 @@ pub async fn observe(
     stop: Arc<Stop>,
 ) {
     let names: Names = Arc::new(RwLock::new(config.nodes.iter().map(|(n, a)| (*a, n.clone())).collect()));
-    let spawn = |name: &str, addr: SocketAddr| {
-        let watch = watch_node(
+    let (nodes, roster) = (config.nodes.clone(), config.roster.clone());
+    per_node(&nodes, roster, &stop, |name, addr| {
+        names.write().expect("names lock").insert(addr, name.to_string());
+        watch_node(
             name.to_string(),
             addr,
             config.clone(),
@@ -100,41 +102,48 @@ pub async fn observe(
             clock,
             events.clone(),
             samples.clone(),
-        );
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = watch => {}
-                _ = wait(&stop) => {}
-            }
-        })
-    };
-    let mut watching: HashMap<String, tokio::task::JoinHandle<()>> =
-        config.nodes.iter().map(|(name, addr)| (name.clone(), spawn(name, *addr))).collect();
-    while let Some(roster) = &config.roster {
+        )
+    })
+    .await;
+}
+
+/// Run one task per node, made by `task`, for `nodes` and then, with a `roster`, for every
+/// node that joins (a node that leaves has its task ended: it would only stop answering),
+/// until `stop`. Dropping the future ends every task too.
+pub async fn per_node<F>(
+    nodes: &[(String, SocketAddr)],
+    roster: Option<Roster>,
+    stop: &Stop,
+    mut task: impl FnMut(&str, SocketAddr) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    for (name, addr) in nodes {
+        running.insert(name.clone(), tasks.spawn(task(name, *addr)));
+    }
+    loop {
         tokio::select! {
-            _ = wait(&stop) => break,
-            _ = tokio::time::sleep(ROSTER_CHECK) => {}
+            _ = wait(stop) => break,
+            _ = tokio::time::sleep(ROSTER_CHECK), if roster.is_some() => {}
         }
+        let Some(roster) = &roster else { continue };
         let now = roster();
         for (name, addr) in &now {
-            if !watching.contains_key(name) {
-                names.write().expect("names lock").insert(*addr, name.clone());
-                watching.insert(name.clone(), spawn(name, *addr));
+            if !running.contains_key(name) {
+                running.insert(name.clone(), tasks.spawn(task(name, *addr)));
             }
         }
-        // A node that left the cluster is no longer watched (it would only stop answering).
-        watching.retain(|name, task| {
+        running.retain(|name, handle| {
             let stays = now.iter().any(|(n, _)| n == name);
             if !stays {
-                task.abort();
+                handle.abort();
             }
             stays
         });
     }
-    for (_, t) in watching {
-        let _ = t.await;
-    }
+    tasks.shutdown().await;
 }
 
 /// Node names by address, growing as nodes join.

@@ -263,6 +263,7 @@ pub fn write_reports(
     let verdicts = verdict_rows(run);
     let lost = lost_lines(run);
     let events = timeline(history);
+    let chaos_errors = crate::check::chaos_errors(&history.events);
 
     let mut h = String::new();
     let _ = write!(
@@ -276,6 +277,13 @@ pub fn write_reports(
         esc(&title),
         esc(&about)
     );
+    if !chaos_errors.is_empty() {
+        h.push_str("<h2 class=\"fail\">Chaos errors: this run did not test what it was asked to</h2><ul>");
+        for l in &chaos_errors {
+            let _ = write!(h, "<li>{}</li>", esc(l));
+        }
+        h.push_str("</ul>");
+    }
     if !verdicts.is_empty() {
         h.push_str("<h2>SLOs</h2>");
         html_table(&mut h, ["SLO", "limit", "observed", "verdict", "kind"], &verdicts);
@@ -319,6 +327,13 @@ pub fn write_reports(
 
     let mut m = String::new();
     let _ = writeln!(m, "# {title}\n\n{about}\n");
+    if !chaos_errors.is_empty() {
+        m.push_str("## Chaos errors: this run did not test what it was asked to\n\n");
+        for l in &chaos_errors {
+            let _ = writeln!(m, "- {l}");
+        }
+        m.push('\n');
+    }
     if !verdicts.is_empty() {
         m.push_str("## SLOs\n\n");
         md_table(&mut m, ["SLO", "limit", "observed", "verdict", "kind"], &verdicts);

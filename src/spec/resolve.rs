@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::chaos::ChaosPlan;
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
     ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
@@ -124,7 +125,7 @@ impl Resolver<'_> {
                     }
                     invalid @ SpecError::Invalid { .. } => invalid,
                 })?;
-                Some(plan)
+                Some((plan, rel.span()))
             }
             None => None,
         };
@@ -133,6 +134,10 @@ impl Resolver<'_> {
             None => ClusterTarget::Embedded(EmbeddedSpec::default()),
         };
         let load = self.load(raw.load)?;
+        if let Some((plan, span)) = &chaos {
+            self.chaos_fits(plan, span, &load)?;
+        }
+        let chaos = chaos.map(|(plan, _)| plan);
         let client = self.client(raw.client.unwrap_or_default())?;
         let keys = match raw.keys {
             Some(keys) => self.keys(keys.into_inner())?,
@@ -237,6 +242,33 @@ impl Resolver<'_> {
             spec.extra.push((name, value.into_inner()));
         }
         Ok(ClusterTarget::Embedded(spec))
+    }
+
+    /// Refuse a chaos file whose fault or operation would start after the run has ended: it
+    /// would never happen, and a run that skips it would pass what it never tested.
+    fn chaos_fits(&self, plan: &ChaosPlan, span: &Range<usize>, load: &Load) -> Result<(), SpecError> {
+        let length = load.warmup + load.duration;
+        let faults =
+            plan.faults.iter().enumerate().map(|(i, f)| (format!("fault[{i}]"), f.action.name(), f.at));
+        let operations = plan
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (format!("operation[{i}]"), o.operation.name(), o.at));
+        match faults.chain(operations).find(|(_, _, at)| *at >= length) {
+            Some((what, action, at)) => {
+                let message = format!(
+                    "{what} in {} ({action} at {}) would start after the run ends (warm-up {} + duration {} = {}): lengthen the load or move it earlier",
+                    plan.path.display(),
+                    humantime::format_duration(at),
+                    humantime::format_duration(load.warmup),
+                    humantime::format_duration(load.duration),
+                    humantime::format_duration(length),
+                );
+                Err(self.err(span.clone(), "chaos", message))
+            }
+            None => Ok(()),
+        }
     }
 
     fn load(&self, raw: Spanned<RawLoad>) -> Result<Load, SpecError> {

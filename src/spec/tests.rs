@@ -322,6 +322,30 @@ fn a_bad_chaos_file_is_reported_in_that_file() {
 }
 
 #[test]
+fn chaos_that_would_start_after_the_run_ends_is_refused() {
+    let dir = scratch("chaos-late");
+    // 5 s of load and no warm-up: a fault at 5 s would never happen; one at 4.9 s does.
+    let late = CHAOS.replace("1s", "5s");
+    fs::write(dir.join("c.toml"), &late).unwrap();
+    fs::write(dir.join("w.toml"), format!("chaos = \"c.toml\"\n{LOAD}warmup = \"0s\"\n{OP}")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert_prefix(
+        &err,
+        &format!(
+            "{}:1:9: chaos: fault[0] in {} (restart at 5s) would start after the run ends (warm-up 0s + duration 5s = 5s)",
+            dir.join("w.toml").display(),
+            dir.join("c.toml").display()
+        ),
+    );
+    fs::write(dir.join("c.toml"), CHAOS.replace("1s", "4900ms")).unwrap();
+    assert!(load(&dir.join("w.toml")).is_ok());
+    let op = "[[operation]]\nat = \"6s\"\naction = \"failover\"\ntarget = \"redis-4\"\n";
+    fs::write(dir.join("c.toml"), format!("{CHAOS}{op}")).unwrap();
+    assert!(load(&dir.join("w.toml")).unwrap_err().to_string().contains("chaos: operation[0] in "));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_missing_chaos_file_is_the_workloads_error() {
     let err = load_err("chaos-missing", &format!("chaos = \"nope.toml\"\n{LOAD}{OP}"));
     assert_prefix(&err, "w.toml:1:9: chaos: no file at ");
