@@ -111,6 +111,10 @@ pub struct Attempt {
     pub ask: u32,
     /// Errors met and handled on the way (NOSCRIPT before a reload), by slot.
     pub handled: Vec<(u16, ErrorClass)>,
+    /// The slot of the request that answered last (or never, within the timeout) in the
+    /// last round: the shard whose reply the op waited for. For an op spanning shards it is
+    /// the one a slow op is charged to.
+    pub slowest: u16,
 }
 
 /// One worker's connections, cached so the hot path takes no lock.
@@ -120,6 +124,9 @@ pub struct Connections {
     table: Arc<SlotTable>,
     lane: usize,
     conns: Vec<(SocketAddr, u64, Conn)>,
+    /// Connections that broke, by node and generation: the next use asks the router for a
+    /// fresh one (lazily, so the op that met the break ends when it did).
+    broken: Vec<(SocketAddr, u64)>,
     /// [`attempt`]'s buffers, kept between ops (out only while an attempt runs).
     rounds: Option<Rounds>,
 }
@@ -128,7 +135,7 @@ impl Connections {
     /// A worker's cache over `router`, using connection `lane` of each node.
     pub fn new(router: Arc<Router>, lane: usize) -> Connections {
         let (epoch, table) = router.table();
-        Connections { router, epoch, table, lane, conns: Vec::new(), rounds: None }
+        Connections { router, epoch, table, lane, conns: Vec::new(), broken: Vec::new(), rounds: None }
     }
 
     /// The router behind the cache.
@@ -150,21 +157,21 @@ impl Connections {
         match self.conns.iter().position(|(a, _, _)| *a == addr) {
             Some(index) => Ok((index, self.conns[index].1)),
             None => {
-                let (generation, conn) = self.router.connection(addr, self.lane, None).await?;
+                let stale = self.broken.iter().find(|(a, _)| *a == addr).map(|&(_, g)| g);
+                let (generation, conn) = self.router.connection(addr, self.lane, stale).await?;
+                self.broken.retain(|(a, _)| *a != addr);
                 self.conns.push((addr, generation, conn));
                 Ok((self.conns.len() - 1, generation))
             }
         }
     }
 
-    /// Forget a connection that broke and ask the router for a fresh one next time.
-    async fn broken(&mut self, addr: SocketAddr, generation: u64) {
+    /// Forget a connection that broke; the next op that needs the node asks the router for
+    /// a fresh one (shared with other workers: the first to ask reconnects).
+    fn broken(&mut self, addr: SocketAddr, generation: u64) {
         self.conns.retain(|(a, _, _)| *a != addr);
-        // Reconnect eagerly (shared with other workers) so the next op finds it ready; a
-        // failure here is reported by whichever op needs the node next.
-        if let Ok((generation, conn)) = self.router.connection(addr, self.lane, Some(generation)).await {
-            self.conns.push((addr, generation, conn));
-        }
+        self.broken.retain(|(a, _)| *a != addr);
+        self.broken.push((addr, generation));
     }
 }
 
@@ -230,6 +237,7 @@ pub async fn attempt(
     out.replies.resize_with(cmds.len(), || Reply::Nil);
     out.handled.clear();
     (out.moved, out.ask) = (0, 0);
+    out.slowest = todo.first().map_or(0, |&i| cmds.slot(i));
     // Taken out for the attempt (and put back at the end) so that the rounds can use the
     // buffers and the connections at once.
     let mut r = conns.rounds.take().unwrap_or_default();
@@ -265,7 +273,9 @@ pub async fn attempt(
             r.members.extend(r.tagged.iter().filter(|t| t.0 == g).map(|&(_, i, redirects)| (i, redirects)));
             group.members = start..r.members.len();
         }
-        send_groups(conns, cmds, &r.groups, &r.members, &mut r.sends, keep).await;
+        if let Some(g) = send_groups(conns, cmds, &r.groups, &r.members, &mut r.sends, keep).await {
+            out.slowest = cmds.slot(r.members[r.groups[g].members.start].0);
+        }
         for (group, send) in r.groups.iter().zip(r.sends.iter_mut()) {
             let Group { addr, asking, .. } = *group;
             let members = &r.members[group.members.clone()];
@@ -332,7 +342,8 @@ pub async fn attempt(
 /// Send every group at once, wait for all of them under one deadline (the client policy's
 /// request timeout, from when the last was sent: the groups run concurrently, so this is
 /// the per-request timeout each of them had), note broken connections, and leave each
-/// group's outcome in `sends`.
+/// group's outcome in `sends`. Returns the group that answered last (one that timed out, if
+/// any did), unless none was sent.
 async fn send_groups(
     conns: &mut Connections,
     cmds: &Commands,
@@ -340,7 +351,7 @@ async fn send_groups(
     members: &[(usize, u32)],
     sends: &mut Vec<GroupSend>,
     keep: bool,
-) {
+) -> Option<usize> {
     if sends.len() < groups.len() {
         sends.resize_with(groups.len(), GroupSend::default);
     }
@@ -371,11 +382,15 @@ async fn send_groups(
         }
     }
     let deadline = Instant::now() + conns.router.request_timeout();
+    let mut last = None;
     let all_answered = poll_fn(|cx| {
         let mut waiting = false;
-        for send in sends.iter_mut().filter(|s| s.result.is_none()) {
+        for (g, send) in sends.iter_mut().enumerate().filter(|(_, s)| s.result.is_none()) {
             match send.slot.poll_take(cx, &mut send.replies) {
-                Poll::Ready(result) => send.result = Some(result),
+                Poll::Ready(result) => {
+                    send.result = Some(result);
+                    last = Some(g);
+                }
                 Poll::Pending => waiting = true,
             }
         }
@@ -384,17 +399,19 @@ async fn send_groups(
     if tokio::time::timeout_at(deadline.into(), all_answered).await.is_err() {
         // No reply in time: the requests may still be applied. Their slots are reused by
         // the next send, which makes any late reply miss.
-        for send in sends.iter_mut().filter(|s| s.result.is_none()) {
+        for (g, send) in sends.iter_mut().enumerate().filter(|(_, s)| s.result.is_none()) {
             send.result = Some(Err(Failure { class: ErrorClass::Timeout, maybe_applied: true }));
+            last = Some(g);
         }
     }
     for (group, send) in groups.iter().zip(sends.iter()) {
         if let (Some((_, generation)), Some(Err(f))) = (send.conn, &send.result)
             && f.class == ErrorClass::Reset
         {
-            conns.broken(group.addr, generation).await;
+            conns.broken(group.addr, generation);
         }
     }
+    last
 }
 
 /// `SCRIPT LOAD` the script on `addr`, under the request timeout.

@@ -260,7 +260,10 @@ async fn worker(
                 start_us,
                 latency_us: end_us.saturating_sub(start_us),
                 kind,
-                slot: if rendered.cmds.is_empty() { 0 } else { rendered.cmds.slot(0) },
+                slot: match (&outcome, a.failed.first()) {
+                    (Outcome::Ok, _) | (_, None) => a.slowest,
+                    (_, Some(&(_, slot, _))) => slot,
+                },
                 id: rendered.id,
                 uid,
                 sent_us,

@@ -130,7 +130,9 @@ pub struct OpEvent {
     pub latency_us: u64,
     /// Which op.
     pub kind: OpKind,
-    /// The slot of the op's first key.
+    /// The slot the op's outcome came from: for a failed op its first failed command's;
+    /// otherwise the slot of the request it waited for longest (its only slot, for an op on
+    /// one slot; the slowest shard's, for a batch across shards).
     pub slot: u16,
     /// The key id the op's first command addressed (`$id`).
     pub id: u64,
@@ -413,6 +415,17 @@ impl OpStats {
         }
         self.moved += other.moved;
         self.ask += other.ask;
+    }
+
+    /// Back to empty, keeping the histogram's memory.
+    pub fn reset(&mut self) {
+        self.latency.reset();
+        self.ok = 0;
+        self.failed = [0; ErrorClass::COUNT];
+        self.unknown = [0; ErrorClass::COUNT];
+        self.attempt_errors = [0; ErrorClass::COUNT];
+        self.moved = 0;
+        self.ask = 0;
     }
 
     /// Ops that failed or ended unknown, by class.

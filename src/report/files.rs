@@ -232,7 +232,7 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
 }
 
 /// One row per interval and shard (the primaries' slots at the start; `unowned` for slots no
-/// shard held), by the slot of each op's first key: ops, their errors, the MOVED and ASK
+/// shard held), by each op's [`slot`](crate::history::OpEvent::slot): ops, their errors, the MOVED and ASK
 /// redirections followed for them, and every attempt's errors by class, so redirections
 /// during a reshard or CLUSTERDOWN during a failover show where they struck.
 fn write_shards(path: &Path, history: &History, shards: &[Shard]) -> io::Result<()> {
