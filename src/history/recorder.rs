@@ -3,9 +3,13 @@
 //! A worker's [`Recorder`] owns its histograms and event buffers outright, so recording an
 //! op takes no lock and, once the buffers have grown, no allocation. When an op completes in
 //! a later interval than the last, the finished interval's stats travel to the
-//! [`Aggregator`] over a channel; the aggregator merges them whenever it is asked.
+//! [`Aggregator`] over a channel; the aggregator merges them whenever it is asked, empties
+//! them (off the workers' path) and puts them in a pool of spares the workers take the next
+//! interval's stats from, so a worker does not allocate and zero fresh histograms on the op
+//! that crosses an interval boundary.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -29,12 +33,23 @@ pub struct Recorder {
     touched: bool,
     ops: Vec<OpEvent>,
     errors: Vec<ErrorEvent>,
+    tx: ReportSender,
+}
+
+/// Emptied per-kind stats, ready for a worker's next interval.
+type Spares = Arc<Mutex<Vec<Vec<OpStats>>>>;
+
+/// Where a worker's [`Recorder`] sends its intervals: the aggregator's channel, and the
+/// pool it takes emptied stats from.
+#[derive(Clone)]
+pub struct ReportSender {
     tx: mpsc::UnboundedSender<IntervalReport>,
+    spares: Spares,
 }
 
 impl Recorder {
     /// A recorder for `kinds` op kinds reporting to the aggregator behind `tx`.
-    pub fn new(kinds: usize, interval: Duration, tx: mpsc::UnboundedSender<IntervalReport>) -> Recorder {
+    pub fn new(kinds: usize, interval: Duration, tx: ReportSender) -> Recorder {
         Recorder {
             interval_us: interval.as_micros().max(1) as u64,
             current_index: 0,
@@ -84,11 +99,12 @@ impl Recorder {
         if !self.touched {
             return;
         }
-        let fresh = vec![OpStats::default(); self.current.len()];
+        let spare = self.tx.spares.lock().expect("spares lock").pop();
+        let fresh = spare.unwrap_or_else(|| vec![OpStats::default(); self.current.len()]);
         let ops = std::mem::replace(&mut self.current, fresh);
         // The aggregator outlives the workers; if it is gone the run is being torn down
         // and there is nobody left to tell.
-        let _ = self.tx.send(IntervalReport { index: self.current_index, ops });
+        let _ = self.tx.tx.send(IntervalReport { index: self.current_index, ops });
         self.touched = false;
     }
 
@@ -104,24 +120,38 @@ pub struct Aggregator {
     rx: mpsc::UnboundedReceiver<IntervalReport>,
     kinds: usize,
     intervals: BTreeMap<u32, Vec<OpStats>>,
+    spares: Spares,
 }
+
+/// Spares kept in the pool at most: about one interval's worth for a large worker pool.
+const MAX_SPARES: usize = 256;
 
 impl Aggregator {
     /// An aggregator for `kinds` op kinds, and the sender workers' recorders report to.
-    pub fn new(kinds: usize) -> (Aggregator, mpsc::UnboundedSender<IntervalReport>) {
+    pub fn new(kinds: usize) -> (Aggregator, ReportSender) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Aggregator { rx, kinds, intervals: BTreeMap::new() }, tx)
+        let spares = Spares::default();
+        (
+            Aggregator { rx, kinds, intervals: BTreeMap::new(), spares: spares.clone() },
+            ReportSender { tx, spares },
+        )
     }
 
-    /// Merge every report that has arrived.
+    /// Merge every report that has arrived, and hand the emptied stats back to the workers.
     pub fn drain(&mut self) {
-        while let Ok(report) = self.rx.try_recv() {
+        let mut emptied = Vec::new();
+        while let Ok(mut report) = self.rx.try_recv() {
             let slot =
                 self.intervals.entry(report.index).or_insert_with(|| vec![OpStats::default(); self.kinds]);
-            for (into, from) in slot.iter_mut().zip(&report.ops) {
+            for (into, from) in slot.iter_mut().zip(&mut report.ops) {
                 into.merge(from);
+                from.reset();
             }
+            emptied.push(report.ops);
         }
+        let mut spares = self.spares.lock().expect("spares lock");
+        let room = MAX_SPARES.saturating_sub(spares.len());
+        spares.extend(emptied.into_iter().take(room));
     }
 
     /// The merged stats of interval `index` so far.
@@ -183,5 +213,24 @@ mod tests {
         assert_eq!(intervals[1].ops[0].count(), 0, "a gap is an empty interval");
         let i2 = &intervals[2].ops[1];
         assert_eq!((i2.failed[ErrorClass::ClusterDown.index()], i2.ask), (1, 1));
+    }
+
+    #[test]
+    fn merged_stats_are_emptied_and_reused_without_carrying_counts_over() {
+        let (mut agg, tx) = Aggregator::new(1);
+        let mut w = Recorder::new(1, Duration::from_secs(1), tx);
+        w.record_op(op(0, 0, 700, Outcome::Ok), 700, 2, 0);
+        w.record_op(op(0, 1_000_000, 10, Outcome::Ok), 1_000_010, 0, 0);
+        agg.drain();
+        assert_eq!(agg.spares.lock().unwrap().len(), 1, "interval 0's stats came back as a spare");
+        // Interval 1 goes out in interval 2, and interval 2 is recorded into the spare.
+        w.record_op(op(0, 2_000_000, 20, Outcome::Ok), 2_000_020, 0, 0);
+        assert!(agg.spares.lock().unwrap().is_empty(), "the worker took the spare");
+        w.finish();
+        let intervals = agg.finish(2);
+        let counts: Vec<(u64, u64, u64)> =
+            intervals.iter().map(|i| (i.ops[0].count(), i.ops[0].moved, i.ops[0].latency.max())).collect();
+        let max = |v| intervals[0].ops[0].latency.highest_equivalent(v);
+        assert_eq!(counts, vec![(1, 2, max(700)), (1, 0, max(10)), (1, 0, max(20))]);
     }
 }
