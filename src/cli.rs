@@ -292,6 +292,7 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     if !report.verdicts.is_empty() {
         print!("{}", crate::report::verdicts_markdown(&report.verdicts));
     }
+    append_step_summary(&report.dir, &report.verdicts);
     if let Some(signal) = report.interrupted {
         return Err(Exit {
             code: exit::INTERRUPTED,
@@ -327,6 +328,22 @@ async fn run_workload(args: RunArgs) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// On GitHub Actions, add the run's verdicts to the job's summary page (once per `slotstorm
+/// run`; `compare` judges no SLOs).
+fn append_step_summary(dir: &std::path::Path, verdicts: &[crate::check::slo::Verdict]) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
+    let text =
+        format!("### slotstorm: {}\n\n{}\n", dir.display(), crate::report::verdicts_markdown(verdicts));
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("could not append to GITHUB_STEP_SUMMARY ({}): {e}", std::path::Path::new(&path).display());
+    }
 }
 
 /// The axes of a comparison from its flags; a bad value is exit code 2.
@@ -417,7 +434,17 @@ fn rebuild_report(dir: &Path) -> Result<()> {
         }
         .into());
     }
-    for path in crate::report::build_reports(dir)? {
+    // A folder missing its data or holding something else is the user's input (exit 2).
+    let written = crate::report::build_reports(dir).map_err(|e| match &e {
+        crate::report::ReportError::RunJson { .. } => {
+            Exit { code: exit::BAD_INPUT, message: e.to_string() }.into()
+        }
+        crate::report::ReportError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Exit { code: exit::BAD_INPUT, message: e.to_string() }.into()
+        }
+        _ => anyhow::Error::from(e),
+    })?;
+    for path in written {
         println!("wrote {}", path.display());
     }
     Ok(())

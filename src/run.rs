@@ -37,6 +37,9 @@ use crate::spec::{Action, ClusterTarget, Workload};
 /// How long to wait for the cluster to settle after the faults before reading data back.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the cluster may settle before the read-back once a signal has cut the run short.
+const SETTLE_AFTER_SIGNAL: Duration = Duration::from_secs(5);
+
 /// How often the observer polls every node.
 pub const OBSERVER_POLL: Duration = Duration::from_millis(50);
 
@@ -71,6 +74,9 @@ pub struct StopSignal {
     pub stop: Arc<Stop>,
     /// The signal's name, once one arrived.
     pub signal: Arc<Mutex<Option<&'static str>>>,
+    /// Set by a second signal: skip what is left to wait for (the cluster settling, the
+    /// read-back) and go straight to writing results and removing the cluster.
+    pub hurry: Arc<Stop>,
 }
 
 impl StopSignal {
@@ -80,9 +86,14 @@ impl StopSignal {
         let this = self.clone();
         tokio::spawn(async move {
             let name = shutdown::signalled().await;
-            eprintln!("{name}: stopping the load, writing results and cleaning up…");
+            eprintln!(
+                "{name}: stopping the load, writing results and cleaning up… (again to skip the checks)"
+            );
             *this.signal.lock().expect("signal lock") = Some(name);
             this.stop.stop();
+            let again = shutdown::signalled().await;
+            eprintln!("{again} again: skipping the settle wait and the read-back; removing the cluster");
+            this.hurry.stop();
         })
     }
 
@@ -104,6 +115,9 @@ pub enum RunError {
     /// The cluster could not be reached.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The external cluster named by the workload could not be reached.
+    #[error("the cluster at the workload's seeds cannot be reached: {0}")]
+    Unreachable(ClusterError),
     /// A seed address is malformed.
     #[error("{0}")]
     Seeds(String),
@@ -132,7 +146,7 @@ impl RunError {
     pub fn is_setup(&self) -> bool {
         match self {
             RunError::Up(UpError::Backend(b)) | RunError::Backend(b) => b.is_setup(),
-            RunError::Seeds(_) | RunError::Unsupported(_) => true,
+            RunError::Seeds(_) | RunError::Unsupported(_) | RunError::Unreachable(_) => true,
             _ => false,
         }
     }
@@ -223,7 +237,7 @@ pub async fn run_stoppable(
     opts: &RunOptions,
     stop: &StopSignal,
 ) -> Result<RunReport, RunError> {
-    let (signal, stop) = (stop.signal.clone(), stop.stop.clone());
+    let (signal, hurry, stop) = (stop.signal.clone(), stop.hurry.clone(), stop.stop.clone());
     preflight(workload)?;
     let clock_wall = std::time::SystemTime::now();
     let mut teardown = Teardown { run: None };
@@ -276,14 +290,20 @@ pub async fn run_stoppable(
         },
     };
     let docker = target.embedded.as_ref().map(|(d, _)| d.clone());
-    let outcome = drive_and_record(workload, opts, target, stop, &signal).await;
+    let outcome = drive_and_record(workload, opts, target, stop, &signal, &hurry).await;
     if let (Some(d), Some(run)) = (&docker, teardown.disarm()) {
         if opts.keep {
             eprintln!("keeping cluster {run} (slotstorm cluster down --name {run} removes it)");
         } else {
             let start = std::time::Instant::now();
-            embedded::down(d, &run).await?;
-            eprintln!("cluster {run} down in {:.2}s", start.elapsed().as_secs_f64());
+            // A failed teardown does not throw away what the run measured: say so loudly and
+            // keep the run's own outcome.
+            match embedded::down(d, &run).await {
+                Ok(_) => eprintln!("cluster {run} down in {:.2}s", start.elapsed().as_secs_f64()),
+                Err(e) => eprintln!(
+                    "error: could not remove cluster {run}: {e}; `slotstorm clean` removes what is left"
+                ),
+            }
         }
     }
     outcome
@@ -314,11 +334,17 @@ async fn drive_and_record(
     target: Target,
     stop: Arc<Stop>,
     signal: &Arc<Mutex<Option<&'static str>>>,
+    hurry: &Stop,
 ) -> Result<RunReport, RunError> {
     let Target { seeds, names, desc: cluster_desc, password, embedded } = target;
     let seeds = &seeds[..];
     let names = &names;
-    let survey = cluster::survey(seeds).await?;
+    // An external cluster that cannot be reached is the user's setup (exit 2); an embedded
+    // one just brought up is the harness's.
+    let survey = cluster::survey(seeds).await.map_err(|e| match embedded {
+        Some(_) => RunError::Cluster(e),
+        None => RunError::Unreachable(e),
+    })?;
     let shards = survey
         .seed_view
         .nodes
@@ -424,8 +450,14 @@ async fn drive_and_record(
     let chaos_errors = check::chaos_errors(&history.events);
     let operations = check::operations::operation_reports(&history);
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
-    let lost_writes = check_lost_writes(seeds, &router, &plan.renderer, &history, &faults).await;
     let interrupted = *signal.lock().expect("signal lock");
+    // After a signal the user wants out: the cluster gets a short while to settle, and a
+    // second signal skips the read-back (lost writes are then left unjudged).
+    let settle = if interrupted.is_some() { SETTLE_AFTER_SIGNAL } else { SETTLE_TIMEOUT };
+    let lost_writes = tokio::select! {
+        judged = check_lost_writes(seeds, &router, &plan.renderer, &history, &faults, settle) => judged,
+        () = wait_stop(hurry) => Vec::new(),
+    };
     let meta = RunMeta {
         workload: workload.name.clone(),
         workload_path: workload.path.display().to_string(),
@@ -459,7 +491,6 @@ async fn drive_and_record(
         .and_then(|()| std::fs::write(dir.join("slo.md"), report::verdicts_markdown(&verdicts)));
     results.map_err(|source| RunError::Results { dir: dir.clone(), source })?;
     report::build_reports(&dir)?;
-    append_step_summary(&dir, &verdicts);
     Ok(RunReport {
         dir,
         history,
@@ -504,20 +535,6 @@ async fn repair_slots(seeds: &[SocketAddr], clock: &RunClock, events: &EventLog)
     observe::emit(events, clock.now_us(), crate::history::EventKind::SlotsFixed { open, uncovered, detail });
 }
 
-/// On GitHub Actions, add the verdicts to the job's summary page.
-fn append_step_summary(dir: &std::path::Path, verdicts: &[Verdict]) {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
-    let text = format!("### slotstorm: {}\n\n{}\n", dir.display(), report::verdicts_markdown(verdicts));
-    let appended = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
-    if let Err(e) = appended {
-        eprintln!("could not append to GITHUB_STEP_SUMMARY ({}): {e}", std::path::Path::new(&path).display());
-    }
-}
-
 /// Read back every set-full op's sets once the cluster has settled, and judge them.
 async fn check_lost_writes(
     seeds: &[SocketAddr],
@@ -525,6 +542,7 @@ async fn check_lost_writes(
     renderer: &Renderer,
     history: &History,
     faults: &[FaultReport],
+    settle: Duration,
 ) -> Vec<LostWrites> {
     let ops = renderer.set_full_ops();
     if ops.is_empty() {
@@ -533,7 +551,7 @@ async fn check_lost_writes(
     // Faults are healed by now; a failover may still be settling. Reading too early would
     // find keys on a node about to be demoted, so wait for agreement (but read anyway
     // after the wait: keys that cannot be read are left unjudged, not lost).
-    if let Err(e) = cluster::wait_agreed(seeds, SETTLE_TIMEOUT).await {
+    if let Err(e) = cluster::wait_agreed(seeds, settle).await {
         eprintln!("reading back for the lost-writes check although the cluster has not settled: {e}");
     }
     router.refresh_now().await;

@@ -202,7 +202,7 @@ fn ctrl_c_during_a_fault_heals_it_writes_results_and_leaves_nothing() {
     );
     let path = dir.write(
         "w.toml",
-        "name = \"sigint-fault\"\nchaos = \"chaos.toml\"\n[load]\nduration = \"40s\"\nmode = \"open\"\nrate = 500\nconcurrency = 32\n[client]\ntimeout = \"300ms\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n",
+        "name = \"sigint-fault\"\nchaos = \"chaos.toml\"\n[load]\nduration = \"40s\"\nmode = \"open\"\nrate = 500\nconcurrency = 32\n[client]\ntimeout = \"300ms\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n[[op]]\nname = \"register\"\ncommand = [\"SADD\", \"{user:$id}:ids\", \"$uid\"]\n",
     );
     let results = dir.0.join("results");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_slotstorm"))
@@ -219,18 +219,19 @@ fn ctrl_c_during_a_fault_heals_it_writes_results_and_leaves_nothing() {
         assert!(start.elapsed() < Duration::from_secs(60), "the run never started");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The pause starts 2 s into the run; interrupt in the middle of it.
+    // The pause starts 2 s into the run; interrupt in the middle of it, and again while it
+    // winds down: the second signal skips the checks but still heals and cleans up.
     std::thread::sleep(Duration::from_millis(4000));
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let interrupt = || {
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success()
+    };
+    assert!(interrupt());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(interrupt(), "still winding down 300 ms after the first signal");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("SIGINT again: skipping the settle wait"), "{stderr}");
     let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
     let events = std::fs::read_to_string(folder.join("events.jsonl")).unwrap();
     let injected = events.lines().filter(|l| l.contains("\"fault_injected\"")).count();
@@ -318,7 +319,10 @@ fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
     // Three primaries and no replica: `random-replica` matches no node when the fault is due.
     // The run must not pass what it never tested.
     let dir = TempDir::new("fault-error");
-    dir.write("chaos.toml", "[[fault]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"random-replica\"\n");
+    dir.write(
+        "chaos.toml",
+        "[[fault]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"random-replica\"\nduration = \"1s\"\n",
+    );
     let path = dir.write(
         "w.toml",
         "name = \"fault-error\"\nchaos = \"chaos.toml\"\n[cluster]\nmasters = 3\nreplicas = 0\n[load]\nduration = \"3s\"\nwarmup = \"0s\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n[slo]\nmax_failover = \"10s\"\n",
@@ -334,7 +338,8 @@ fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
     assert!(stdout.contains("chaos error: fault[0] at 2."), "{stdout}");
-    assert!(stdout.contains("matches no node"), "{stdout}");
+    assert!(stdout.contains("no live replica"), "{stdout}");
+    assert!(stdout.contains("no fault was injected"), "the SLO is not passed on nothing: {stdout}");
     assert!(stderr.contains("the chaos did not go as scheduled (1 error)"), "{stderr}");
     let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
     let summary = std::fs::read_to_string(folder.join("summary.md")).unwrap();
@@ -344,4 +349,59 @@ fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
     let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_across_shards_is_charged_to_the_shard_that_failed_it() {
+    // 50 users per batch span every shard; a primary stopped for 2 s (less than the node
+    // timeout: no failover) times out the batches' sub-pipelines to it. Each failed batch
+    // must be charged to that primary's slots, not to whichever shard its first user is on.
+    let dir = TempDir::new("batch-shard");
+    dir.write(
+        "chaos.toml",
+        "[[fault]]\nat = \"3s\"\naction = \"sigstop\"\ntarget = { primary-of = \"{user:42}\" }\nduration = \"2s\"\n",
+    );
+    let path = dir.write(
+        "w.toml",
+        r#"name = "batch-shard"
+chaos = "chaos.toml"
+[cluster]
+node_timeout = "5s"
+[load]
+duration = "6s"
+warmup = "1s"
+mode = "open"
+rate = 100
+concurrency = 16
+[client]
+timeout = "300ms"
+[keys]
+count = 10000
+[[op]]
+name = "batch"
+pipeline = [["SET", "{user:$id}:k", "$value"]]
+batch = 50
+"#,
+    );
+    let w = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = RunOptions { results_root: dir.0.join("results"), ..RunOptions::default() };
+    let report = slotstorm::run::run(&w, &opts).await.unwrap();
+    let fault = only_fault(&report);
+    let victim = report
+        .history
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::FaultInjected { slots, .. } => Some(slots.clone()),
+            _ => None,
+        })
+        .expect("the fault was injected");
+    let in_victim = |slot: u16| victim.iter().any(|&(a, b)| a <= slot && slot <= b);
+    let failed: Vec<_> = report.history.ops.iter().filter(|o| o.outcome.error().is_some()).collect();
+    assert!(failed.len() > 50, "{} batches failed while a primary was stopped", failed.len());
+    let elsewhere = failed.iter().filter(|o| !in_victim(o.slot)).count();
+    assert_eq!(elsewhere, 0, "{elsewhere} of {} failed batches charged to other shards", failed.len());
+    // So the fault's windows put the errors on the victim's slots and none elsewhere.
+    assert!(fault.victim_slots.errors() > 50, "{fault:?}");
+    assert_eq!(fault.other_slots.errors(), 0, "{fault:?}");
 }

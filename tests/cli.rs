@@ -111,3 +111,28 @@ async fn ctrl_c_during_cluster_up_leaves_nothing_behind() {
         assert_eq!(leftovers(&run).await, Vec::<String>::new(), "after interrupting at {delay_ms} ms");
     }
 }
+
+#[test]
+fn an_unreachable_external_cluster_or_a_folder_without_data_is_exit_2_and_one_line() {
+    let dir = common::TempDir::new("cli-unreachable");
+    let workload = dir.write(
+        "ext.toml",
+        "name = \"ext\"\n[cluster]\nkind = \"external\"\nseeds = [\"127.0.0.1:1\"]\n[load]\nduration = \"2s\"\n[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n",
+    );
+    let results = dir.0.join("results");
+    let out = slotstorm(&["run", workload.to_str().unwrap(), "--results", results.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot be reached") && stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!results.exists(), "nothing written for a run that never started");
+
+    // A results folder whose history is gone cannot be rebuilt: the user's input, exit 2.
+    let folder = dir.0.join("half");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("run.json"), "{}").unwrap();
+    let out = slotstorm(&["report", folder.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

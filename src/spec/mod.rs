@@ -65,7 +65,7 @@
 //! max_error_window = "12s"     # per fault: error span on the victim's slots
 //! max_lost_writes = 0          # lost acknowledged writes
 //! max_over_admissions = 0      # rate-limit windows over the limit
-//! min_throughput = 900         # ops/s over the measured part, every op and outcome
+//! min_throughput = 900         # successful ops/s over the measured part
 //! [slo.p99]                    # steady-state p99 per op name (names must be ops)
 //! get = "5ms"
 //! [slo.p99_9]                  # the same for p99.9

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::chaos::ChaosPlan;
+use super::chaos::{ChaosPlan, TargetSpec};
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
     ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
@@ -135,7 +135,7 @@ impl Resolver<'_> {
         };
         let load = self.load(raw.load)?;
         if let Some((plan, span)) = &chaos {
-            self.chaos_fits(plan, span, &load)?;
+            self.chaos_fits(plan, span, &load, &cluster)?;
         }
         let chaos = chaos.map(|(plan, _)| plan);
         let client = self.client(raw.client.unwrap_or_default())?;
@@ -244,9 +244,36 @@ impl Resolver<'_> {
         Ok(ClusterTarget::Embedded(spec))
     }
 
-    /// Refuse a chaos file whose fault or operation would start after the run has ended: it
-    /// would never happen, and a run that skips it would pass what it never tested.
-    fn chaos_fits(&self, plan: &ChaosPlan, span: &Range<usize>, load: &Load) -> Result<(), SpecError> {
+    /// Refuse a chaos file whose fault or operation would start after the run has ended, or
+    /// whose fault names a node the embedded cluster can never have (more than its layout
+    /// plus one per `add-node`): it would never happen, and a run that skips it would pass
+    /// what it never tested.
+    fn chaos_fits(
+        &self,
+        plan: &ChaosPlan,
+        span: &Range<usize>,
+        load: &Load,
+        cluster: &ClusterTarget,
+    ) -> Result<(), SpecError> {
+        if let ClusterTarget::Embedded(spec) = cluster {
+            let added = plan.operations.iter().filter(|o| o.operation.name() == "add-node").count();
+            let most = spec.layout.masters * (1 + spec.layout.replicas) + added;
+            let named = plan.faults.iter().enumerate().find_map(|(i, f)| match &f.target {
+                TargetSpec::Node(name) => {
+                    let n: usize = name.trim_start_matches("redis-").parse().unwrap_or(usize::MAX);
+                    (n > most).then_some((i, name))
+                }
+                _ => None,
+            });
+            if let Some((i, name)) = named {
+                let message = format!(
+                    "fault[{i}] in {} targets {name}, but the cluster has redis-1 to redis-{most}{}",
+                    plan.path.display(),
+                    if added > 0 { format!(" (counting {added} add-node)") } else { String::new() }
+                );
+                return Err(self.err(span.clone(), "chaos", message));
+            }
+        }
         let length = load.warmup + load.duration;
         let faults =
             plan.faults.iter().enumerate().map(|(i, f)| (format!("fault[{i}]"), f.action.name(), f.at));

@@ -322,7 +322,7 @@ fn a_bad_chaos_file_is_reported_in_that_file() {
 }
 
 #[test]
-fn chaos_that_would_start_after_the_run_ends_is_refused() {
+fn chaos_that_would_start_after_the_run_ends_or_hit_no_node_is_refused() {
     let dir = scratch("chaos-late");
     // 5 s of load and no warm-up: a fault at 5 s would never happen; one at 4.9 s does.
     let late = CHAOS.replace("1s", "5s");
@@ -338,6 +338,17 @@ fn chaos_that_would_start_after_the_run_ends_is_refused() {
         ),
     );
     fs::write(dir.join("c.toml"), CHAOS.replace("1s", "4900ms")).unwrap();
+    assert!(load(&dir.join("w.toml")).is_ok());
+    // A node the cluster never has: 3 × 1 is redis-1 to redis-6, and an add-node makes a 7th.
+    fs::write(dir.join("c.toml"), CHAOS.replace("redis-1", "redis-7")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert!(
+        err.contains("chaos: fault[0] in ")
+            && err.contains("targets redis-7, but the cluster has redis-1 to redis-6"),
+        "{err}"
+    );
+    let add = "[[operation]]\nat = \"1s\"\naction = \"add-node\"\n";
+    fs::write(dir.join("c.toml"), format!("{}{add}", CHAOS.replace("redis-1", "redis-7"))).unwrap();
     assert!(load(&dir.join("w.toml")).is_ok());
     let op = "[[operation]]\nat = \"6s\"\naction = \"failover\"\ntarget = \"redis-4\"\n";
     fs::write(dir.join("c.toml"), format!("{CHAOS}{op}")).unwrap();
