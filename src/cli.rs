@@ -293,6 +293,14 @@ async fn run_workload(args: RunArgs) -> Result<()> {
         print!("{}", crate::report::verdicts_markdown(&report.verdicts));
     }
     append_step_summary(&report.dir, &report.verdicts);
+    let unknown = report.verdicts.iter().filter(|v| v.outcome == crate::check::slo::Outcome::Unknown).count();
+    if unknown > 0 {
+        // Not a failure (nothing was violated), but not a pass to trust either.
+        eprintln!(
+            "note: {unknown} of {} SLOs could not be judged (unknown; junit.xml marks them skipped)",
+            report.verdicts.len()
+        );
+    }
     if let Some(signal) = report.interrupted {
         return Err(Exit {
             code: exit::INTERRUPTED,

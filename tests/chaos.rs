@@ -341,6 +341,7 @@ fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
     assert!(stdout.contains("no live replica"), "{stdout}");
     assert!(stdout.contains("no fault was injected"), "the SLO is not passed on nothing: {stdout}");
     assert!(stderr.contains("the chaos did not go as scheduled (1 error)"), "{stderr}");
+    assert!(stderr.contains("note: 1 of 1 SLOs could not be judged"), "{stderr}");
     let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
     let summary = std::fs::read_to_string(folder.join("summary.md")).unwrap();
     assert!(summary.contains("## Chaos errors") && summary.contains("fault[0] at 2."), "{summary}");
