@@ -358,3 +358,48 @@ async fn killing_the_source_mid_reshard_leaves_open_slots_that_fix_repairs() {
     eprintln!("{read} of {} keys read back", kv.len());
     assert!(read * 100 >= kv.len() * 99, "{read} of {}", kv.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_killed_mid_move_leaves_keys_on_its_replica_that_fix_brings_back() {
+    // Half of one slot's keys moved to the target, replicated there, then the target dies:
+    // its replica takes over holding those keys with no importing state, and the source still
+    // serves the slot. `fix` must bring them back, not close the slot and leave them
+    // unreachable.
+    let spec = EmbeddedSpec { node_timeout: Duration::from_millis(1000), ..Default::default() };
+    let tc = TestCluster::start("killdst", &spec).await;
+    let docker = docker::connect().await.unwrap();
+    let addrs = tc.addrs();
+    let kv: Vec<(String, String)> = (0..40).map(|i| (format!("{{m}}:{i}"), format!("v{i}"))).collect();
+    let slot = Slot::of(kv[0].0.as_bytes()).get();
+    write_all(&tc, &kv).await;
+    let view = NodeReport::fetch(addrs[0]).await.unwrap().view;
+    let (from, to) = (owner(&view, slot).clone(), owner(&view, (slot + 6000) % 16384).clone());
+    assert_ne!(from.id, to.id);
+    let timeout = Duration::from_secs(5);
+    let mut src = slotstorm::cluster::node::Node::connect(addr_of(&from), timeout).await.unwrap();
+    let mut dst = slotstorm::cluster::node::Node::connect(addr_of(&to), timeout).await.unwrap();
+    let setslot = |state: &str, peer: &NodeEntry| {
+        redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(&peer.id.0).clone()
+    };
+    dst.run::<()>(&setslot("IMPORTING", &from)).await.unwrap();
+    src.run::<()>(&setslot("MIGRATING", &to)).await.unwrap();
+    let mut migrate = redis::cmd("MIGRATE");
+    migrate.arg(addr_of(&to).ip().to_string()).arg(6379).arg("").arg(0).arg(5000).arg("KEYS");
+    for (k, _) in &kv[..20] {
+        migrate.arg(k);
+    }
+    src.run::<redis::Value>(&migrate).await.unwrap();
+    let acked: i64 = dst.run(redis::cmd("WAIT").arg(1).arg(5000)).await.unwrap();
+    assert_eq!(acked, 1, "the moved keys reached the target's replica");
+
+    let victim = tc.cluster().nodes.iter().find(|n| n.addr == addr_of(&to)).unwrap().container.clone();
+    inject::signal(&docker, &victim, "SIGKILL").await.unwrap();
+    let live: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addr_of(&to)).collect();
+    // `fix` waits for the replica's election itself.
+    let report = fix::fix(&live, &FixOptions::default()).await.unwrap_or_else(|e| panic!("fix: {e}"));
+    eprintln!("fix: finished {:?}, {} keys moved", report.finished, report.keys_moved);
+    assert_eq!(report.keys_moved, 20, "{report:?}");
+    let after = fix::check_slots(&live).await.unwrap();
+    assert!(after.is_clean(), "{after}");
+    assert_eq!(readable(&tc, &kv).await, kv.len(), "every key of the slot reads back");
+}

@@ -202,7 +202,10 @@ pub enum SlotFix {
 /// Decide a slot's repair. `claimants` serve the slot by their own account, `importers`
 /// have it importing, `keys` counts the slot's keys per node. An importer holding keys gets
 /// the slot (the move is finished); an unclaimed slot goes to the node holding most keys, or
-/// to its importer; two claimants are settled for the one holding most keys; otherwise the slot is closed.
+/// to its importer; two claimants are settled for the one holding most keys; one claimant
+/// keeps it, and gets the keys any other node holds for it (a move's target that died and
+/// whose replica took over holds the keys moved so far, with no importing state left);
+/// otherwise the slot is closed.
 pub fn decide(claimants: &[NodeId], importers: &[NodeId], keys: &BTreeMap<NodeId, u64>) -> SlotFix {
     let count = |n: &NodeId| keys.get(n).copied().unwrap_or(0);
     let most = |nodes: &mut dyn Iterator<Item = &NodeId>| {
@@ -217,6 +220,7 @@ pub fn decide(claimants: &[NodeId], importers: &[NodeId], keys: &BTreeMap<NodeId
             (None, Some(importer)) => SlotFix::Finish(importer.clone()),
             (None, None) => SlotFix::Assign,
         },
+        [owner] if keys.iter().any(|(n, k)| n != owner && *k > 0) => SlotFix::Finish(owner.clone()),
         [_] => SlotFix::Close,
         many => SlotFix::Finish(most(&mut many.iter()).unwrap_or_else(|| many[0].clone())),
     }
@@ -428,7 +432,16 @@ async fn finish(
     let mut moved = Moved::default();
     for holder in keys.keys().filter(|h| *h != owner) {
         let mut src = nodes[holder].clone();
+        // A node MIGRATEs keys of a slot it does not serve only while the slot is open on
+        // it: a holder that claims nothing is opened as an importer for the move.
+        let opened = !claimants.contains(holder);
+        if opened {
+            src.run::<()>(&setslot("IMPORTING", owner)).await?;
+        }
         let m = move_keys(&mut src, &mut dst, slot, batch, |_, _| {}).await?;
+        if opened {
+            src.run::<()>(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("STABLE")).await?;
+        }
         moved.keys += m.keys;
         moved.replaced += m.replaced;
     }
@@ -526,5 +539,10 @@ mod tests {
         assert_eq!(decide(&[], &[], &keys(&[])), SlotFix::Assign);
         // Two claimants: the one with most keys.
         assert_eq!(decide(&[id("a"), id("b")], &[], &keys(&[("b", 2)])), SlotFix::Finish(id("b")));
+        // One claimant and keys elsewhere with nobody importing (the target of a move died,
+        // its replica took over): the claimant gets them back rather than leave them
+        // unreachable.
+        assert_eq!(decide(&[id("a")], &[], &keys(&[("a", 5), ("c", 2)])), SlotFix::Finish(id("a")));
+        assert_eq!(decide(&[id("a")], &[], &keys(&[("a", 5)])), SlotFix::Close);
     }
 }

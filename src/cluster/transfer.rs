@@ -75,9 +75,10 @@ pub(crate) async fn move_keys(
         }
         // One more round trip per batch buys the bytes-per-second figure; a key that
         // vanished meanwhile counts nothing.
+        // ASKING lets a source that only imports the slot (a holder `fix` opened) answer.
         let mut usage = redis::pipe();
         for k in &keys {
-            usage.cmd("MEMORY").arg("USAGE").arg(k);
+            usage.cmd("ASKING").ignore().cmd("MEMORY").arg("USAGE").arg(k);
         }
         let sizes: Vec<Option<u64>> = src.run_pipe(&usage).await?;
         let bytes: u64 = sizes.into_iter().flatten().sum();
@@ -131,9 +132,16 @@ async fn busy_keys_replaceable(
     for key in keys {
         // A MIGRATE that failed part-way has still moved (and deleted) the keys before the
         // busy one: a key the source no longer has (it answers ASK for it) did not collide.
-        let ours: Option<Vec<u8>> = match src.run(redis::cmd("DUMP").arg(key)).await {
-            Ok(v) => v,
-            Err(ClusterError::Command { source, .. }) if source.to_string().contains("ASK") => None,
+        // ASKING, as above, for a source that only imports the slot.
+        let mut dump = redis::pipe();
+        dump.cmd("ASKING").ignore().cmd("DUMP").arg(key);
+        let ours: Option<Vec<u8>> = match src.run_pipe::<(Option<Vec<u8>>,)>(&dump).await {
+            Ok((v,)) => v,
+            Err(ClusterError::Command { source, .. })
+                if source.to_string().to_ascii_uppercase().contains("ASK") =>
+            {
+                None
+            }
             Err(e) => return Err(e.into()),
         };
         let Some(ours) = ours else { continue };
