@@ -361,44 +361,88 @@ async fn killing_the_source_mid_reshard_leaves_open_slots_that_fix_repairs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_killed_mid_move_leaves_keys_on_its_replica_that_fix_brings_back() {
-    // Half of one slot's keys moved to the target, replicated there, then the target dies:
-    // its replica takes over holding those keys with no importing state, and the source still
-    // serves the slot. `fix` must bring them back, not close the slot and leave them
-    // unreachable.
+    // Half of each of 30 slots' keys moved to the target, replicated there, then the target
+    // dies: its replica takes over holding those keys with no importing state, and the source
+    // still serves the slots, migrating them to a dead node. `fix` must finish the moves, not
+    // close the slots and leave those keys unreachable.
     let spec = EmbeddedSpec { node_timeout: Duration::from_millis(1000), ..Default::default() };
     let tc = TestCluster::start("killdst", &spec).await;
     let docker = docker::connect().await.unwrap();
     let addrs = tc.addrs();
-    let kv: Vec<(String, String)> = (0..40).map(|i| (format!("{{m}}:{i}"), format!("v{i}"))).collect();
-    let slot = Slot::of(kv[0].0.as_bytes()).get();
-    write_all(&tc, &kv).await;
     let view = NodeReport::fetch(addrs[0]).await.unwrap().view;
-    let (from, to) = (owner(&view, slot).clone(), owner(&view, (slot + 6000) % 16384).clone());
+    let (from, to) = (owner(&view, 0).clone(), owner(&view, 16383).clone());
     assert_ne!(from.id, to.id);
+    // 30 hash tags on the source, 10 keys each.
+    let tags: Vec<String> = (0..)
+        .map(|i| format!("m{i}"))
+        .filter(|t| owner(&view, Slot::of(t.as_bytes()).get()).id == from.id)
+        .take(30)
+        .collect();
+    let kv: Vec<(String, String)> = tags
+        .iter()
+        .flat_map(|t| (0..10).map(move |i| (format!("{{{t}}}:{i}"), format!("v-{t}-{i}"))))
+        .collect();
+    write_all(&tc, &kv).await;
     let timeout = Duration::from_secs(5);
     let mut src = slotstorm::cluster::node::Node::connect(addr_of(&from), timeout).await.unwrap();
     let mut dst = slotstorm::cluster::node::Node::connect(addr_of(&to), timeout).await.unwrap();
-    let setslot = |state: &str, peer: &NodeEntry| {
-        redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(&peer.id.0).clone()
-    };
-    dst.run::<()>(&setslot("IMPORTING", &from)).await.unwrap();
-    src.run::<()>(&setslot("MIGRATING", &to)).await.unwrap();
-    let mut migrate = redis::cmd("MIGRATE");
-    migrate.arg(addr_of(&to).ip().to_string()).arg(6379).arg("").arg(0).arg(5000).arg("KEYS");
-    for (k, _) in &kv[..20] {
-        migrate.arg(k);
+    for (t, keys) in tags.iter().zip(kv.chunks(10)) {
+        let slot = Slot::of(t.as_bytes()).get();
+        let setslot = |state: &str, peer: &NodeEntry| {
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(&peer.id.0).clone()
+        };
+        dst.run::<()>(&setslot("IMPORTING", &from)).await.unwrap();
+        src.run::<()>(&setslot("MIGRATING", &to)).await.unwrap();
+        let mut migrate = redis::cmd("MIGRATE");
+        migrate.arg(addr_of(&to).ip().to_string()).arg(6379).arg("").arg(0).arg(5000).arg("KEYS");
+        for (k, _) in &keys[..5] {
+            migrate.arg(k);
+        }
+        src.run::<redis::Value>(&migrate).await.unwrap();
     }
-    src.run::<redis::Value>(&migrate).await.unwrap();
     let acked: i64 = dst.run(redis::cmd("WAIT").arg(1).arg(5000)).await.unwrap();
     assert_eq!(acked, 1, "the moved keys reached the target's replica");
 
     let victim = tc.cluster().nodes.iter().find(|n| n.addr == addr_of(&to)).unwrap().container.clone();
     inject::signal(&docker, &victim, "SIGKILL").await.unwrap();
     let live: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addr_of(&to)).collect();
+    // The source is read directly all along (no redirections followed): it may answer a key
+    // with its value or send the client elsewhere (ASK, MOVED), but answering "no such key"
+    // for a key the other side holds, as an owner that was closed over an unfinished move
+    // does, is what a repair must never show.
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (reading, kv, addr) = (reading.clone(), kv.clone(), addr_of(&from));
+        tokio::spawn(async move {
+            let mut node =
+                slotstorm::cluster::node::Node::connect(addr, Duration::from_secs(2)).await.unwrap();
+            let (mut right, mut wrong) = (0, Vec::new());
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                for (k, v) in &kv {
+                    match node.run::<Option<String>>(redis::cmd("GET").arg(k)).await {
+                        Ok(Some(got)) if got == *v => right += 1,
+                        Ok(got) => wrong.push(format!("{k}: {got:?}")),
+                        Err(_) => {}
+                    }
+                }
+            }
+            (right, wrong)
+        })
+    };
     // `fix` waits for the replica's election itself.
     let report = fix::fix(&live, &FixOptions::default()).await.unwrap_or_else(|e| panic!("fix: {e}"));
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (right, wrong) = reader.await.unwrap();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong reads while fixing (and {right} right), e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+    assert!(right > 0, "the reader read something");
     eprintln!("fix: finished {:?}, {} keys moved", report.finished, report.keys_moved);
-    assert_eq!(report.keys_moved, 20, "{report:?}");
+    assert_eq!(report.keys_moved, 150, "the source's half of each slot went over: {report:?}");
+    assert_eq!(report.finished.len(), 30, "{report:?}");
     let after = fix::check_slots(&live).await.unwrap();
     assert!(after.is_clean(), "{after}");
     assert_eq!(readable(&tc, &kv).await, kv.len(), "every key of the slot reads back");

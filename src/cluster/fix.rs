@@ -145,6 +145,9 @@ pub async fn check_slots(seeds: &[SocketAddr]) -> Result<SlotHealth, AdminError>
     Ok(slot_health(&admin::seed_view(seeds).await?).await)
 }
 
+/// How long a node may take to hear that a replica was promoted.
+const PROMOTION_NEWS: Duration = Duration::from_secs(5);
+
 /// How [`fix`] runs.
 #[derive(Debug, Clone)]
 pub struct FixOptions {
@@ -202,11 +205,18 @@ pub enum SlotFix {
 /// Decide a slot's repair. `claimants` serve the slot by their own account, `importers`
 /// have it importing, `keys` counts the slot's keys per node. An importer holding keys gets
 /// the slot (the move is finished); an unclaimed slot goes to the node holding most keys, or
-/// to its importer; two claimants are settled for the one holding most keys; one claimant
-/// keeps it, and gets the keys any other node holds for it (a move's target that died and
-/// whose replica took over holds the keys moved so far, with no importing state left);
-/// otherwise the slot is closed.
-pub fn decide(claimants: &[NodeId], importers: &[NodeId], keys: &BTreeMap<NodeId, u64>) -> SlotFix {
+/// to its importer; two claimants are settled for the one holding most keys. When one
+/// claimant and another node hold keys, as redis-cli does: a claimant `migrating` the slot
+/// was moving it, and the move is finished to the holder with most keys (a move's target that
+/// died and whose replica took over holds the keys moved so far, with no importing state
+/// left); otherwise the claimant keeps the slot and gets the keys back. Otherwise the slot is
+/// closed.
+pub fn decide(
+    claimants: &[NodeId],
+    importers: &[NodeId],
+    migrating: &[NodeId],
+    keys: &BTreeMap<NodeId, u64>,
+) -> SlotFix {
     let count = |n: &NodeId| keys.get(n).copied().unwrap_or(0);
     let most = |nodes: &mut dyn Iterator<Item = &NodeId>| {
         nodes.filter(|n| count(n) > 0).max_by(|a, b| count(a).cmp(&count(b)).then_with(|| b.cmp(a))).cloned()
@@ -220,8 +230,11 @@ pub fn decide(claimants: &[NodeId], importers: &[NodeId], keys: &BTreeMap<NodeId
             (None, Some(importer)) => SlotFix::Finish(importer.clone()),
             (None, None) => SlotFix::Assign,
         },
-        [owner] if keys.iter().any(|(n, k)| n != owner && *k > 0) => SlotFix::Finish(owner.clone()),
-        [_] => SlotFix::Close,
+        [owner] => match most(&mut keys.keys().filter(|n| *n != owner)) {
+            Some(holder) if migrating.contains(owner) => SlotFix::Finish(holder),
+            Some(_) => SlotFix::Finish(owner.clone()),
+            None => SlotFix::Close,
+        },
         many => SlotFix::Finish(most(&mut many.iter()).unwrap_or_else(|| many[0].clone())),
     }
 }
@@ -277,7 +290,9 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
             open.iter().filter(|o| o.kind == OpenKind::Importing).map(|o| o.node.clone()).collect();
         let mut claimants = claims.get(&slot).cloned().unwrap_or_default();
         let slot_keys = keys.get(&slot).cloned().unwrap_or_default();
-        let decision = decide(&claimants, &importers, &slot_keys);
+        let migrating: Vec<NodeId> =
+            open.iter().filter(|o| o.kind == OpenKind::Migrating).map(|o| o.node.clone()).collect();
+        let decision = decide(&claimants, &importers, &migrating, &slot_keys);
         let owner = match &decision {
             SlotFix::Close => None,
             SlotFix::Finish(owner) if !claimants.is_empty() => Some(owner.clone()),
@@ -297,10 +312,45 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
         };
         plans.push((slot, owner, claimants, slot_keys, open));
     }
-    // Close every open slot first. A node ignores news of a slot it imports, so an importer
-    // whose source died keeps the dead node as owner and reports the cluster down (and
-    // refuses keys) until the slot is closed; a finished move opens it again below.
-    for o in &health.open {
+    // A move to finish with one live claimant is taken over where it stands, not closed and
+    // reopened: closed, the claimant would serve the slot alone meanwhile, answering for
+    // keys the other side holds (reads miss them, writes collide when the move resumes).
+    // The owner-to-be is told the claimant owns the slot (an importer ignores that news, so
+    // one whose source died keeps the dead node as owner and reports the cluster down) and
+    // imports from it; the claimant migrates to it.
+    let mut taken_over: BTreeSet<(u16, NodeId)> = BTreeSet::new();
+    for (slot, owner, claimants, _, _) in &plans {
+        let (Some(owner), [claimant]) = (owner, claimants.as_slice()) else { continue };
+        if claimant == owner {
+            continue;
+        }
+        let setslot = |state: &str, peer: &NodeId| {
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(*slot).arg(state).arg(&peer.0).clone()
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(setslot("NODE", claimant))
+            .ignore()
+            .add_command(setslot("IMPORTING", claimant))
+            .ignore();
+        // A claimant just promoted may still be a replica in the owner-to-be's eyes (which
+        // refuses it as an owner) until gossip tells it otherwise.
+        let asked = Instant::now();
+        loop {
+            match nodes.get_mut(owner).expect("an answering primary").run_pipe::<()>(&pipe).await {
+                Ok(()) => break,
+                Err(e) if asked.elapsed() >= PROMOTION_NEWS => return Err(e.into()),
+                Err(_) => sleep(Duration::from_millis(100)).await,
+            }
+        }
+        nodes
+            .get_mut(claimant)
+            .expect("an answering primary")
+            .run::<()>(&setslot("MIGRATING", owner))
+            .await?;
+        taken_over.extend([(*slot, owner.clone()), (*slot, claimant.clone())]);
+    }
+    // Every other open slot is closed first; a finished move opens it again below.
+    for o in health.open.iter().filter(|o| !taken_over.contains(&(o.slot.get(), o.node.clone()))) {
         let node = nodes.get_mut(&o.node).expect("an answering primary");
         node.run::<()>(redis::cmd("CLUSTER").arg("SETSLOT").arg(o.slot.get()).arg("STABLE")).await?;
     }
@@ -529,20 +579,26 @@ mod tests {
     fn decisions_follow_the_keys() {
         let keys = |pairs: &[(&str, u64)]| pairs.iter().map(|(n, k)| (id(n), *k)).collect::<BTreeMap<_, _>>();
         // An importer with keys: finish the move to it.
-        assert_eq!(decide(&[id("a")], &[id("b")], &keys(&[("a", 5), ("b", 1)])), SlotFix::Finish(id("b")));
+        assert_eq!(
+            decide(&[id("a")], &[id("b")], &[], &keys(&[("a", 5), ("b", 1)])),
+            SlotFix::Finish(id("b"))
+        );
         // An importer without keys: close; the owner keeps the slot.
-        assert_eq!(decide(&[id("a")], &[id("b")], &keys(&[("a", 5)])), SlotFix::Close);
+        assert_eq!(decide(&[id("a")], &[id("b")], &[], &keys(&[("a", 5)])), SlotFix::Close);
         // The owner is gone: to whoever holds keys, else to the importer…
-        assert_eq!(decide(&[], &[id("b")], &keys(&[("c", 3)])), SlotFix::Finish(id("c")));
-        assert_eq!(decide(&[], &[id("b")], &keys(&[])), SlotFix::Finish(id("b")));
+        assert_eq!(decide(&[], &[id("b")], &[], &keys(&[("c", 3)])), SlotFix::Finish(id("c")));
+        assert_eq!(decide(&[], &[id("b")], &[], &keys(&[])), SlotFix::Finish(id("b")));
         // …and with neither, to the primary with fewest slots.
-        assert_eq!(decide(&[], &[], &keys(&[])), SlotFix::Assign);
+        assert_eq!(decide(&[], &[], &[], &keys(&[])), SlotFix::Assign);
         // Two claimants: the one with most keys.
-        assert_eq!(decide(&[id("a"), id("b")], &[], &keys(&[("b", 2)])), SlotFix::Finish(id("b")));
-        // One claimant and keys elsewhere with nobody importing (the target of a move died,
-        // its replica took over): the claimant gets them back rather than leave them
-        // unreachable.
-        assert_eq!(decide(&[id("a")], &[], &keys(&[("a", 5), ("c", 2)])), SlotFix::Finish(id("a")));
-        assert_eq!(decide(&[id("a")], &[], &keys(&[("a", 5)])), SlotFix::Close);
+        assert_eq!(decide(&[id("a"), id("b")], &[], &[], &keys(&[("b", 2)])), SlotFix::Finish(id("b")));
+        // One claimant migrating the slot and keys elsewhere with nobody importing (the
+        // target of a move died, its replica took over holding the keys moved so far): the
+        // move is finished to that holder rather than leave them unreachable…
+        let a = [id("a")];
+        assert_eq!(decide(&a, &[], &a, &keys(&[("a", 5), ("c", 2)])), SlotFix::Finish(id("c")));
+        // …and keys astray on a node while the claimant is not moving the slot come back.
+        assert_eq!(decide(&a, &[], &[], &keys(&[("a", 5), ("c", 2)])), SlotFix::Finish(id("a")));
+        assert_eq!(decide(&a, &[], &a, &keys(&[("a", 5)])), SlotFix::Close);
     }
 }
