@@ -85,13 +85,14 @@ impl StopSignal {
     pub fn watch_signals(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let name = shutdown::signalled().await;
+            let mut signals = shutdown::Signals::new();
+            let name = signals.next().await;
             eprintln!(
                 "{name}: stopping the load, writing results and cleaning up… (again to skip the checks)"
             );
             *this.signal.lock().expect("signal lock") = Some(name);
             this.stop.stop();
-            let again = shutdown::signalled().await;
+            let again = signals.next().await;
             eprintln!("{again} again: skipping the settle wait and the read-back; removing the cluster");
             this.hurry.stop();
         })

@@ -278,11 +278,12 @@ command = ["SET", "k:$id", "$value"]
 "#,
     )
     .await;
-    // Achieved: ops *completed* in the measured 4 s (the schedule alone would always count
-    // 2000 per second), within 1% of the target.
+    // Achieved: ops scheduled in the measured 4 s that completed and succeeded, within 1% of
+    // the target; with the send lag below, that is the rate the cluster really got.
     let ops = &report.history.ops;
-    let done =
-        |o: &&slotstorm::history::OpEvent| (1_000_000..5_000_000).contains(&(o.start_us + o.latency_us));
+    let done = |o: &&slotstorm::history::OpEvent| {
+        (1_000_000..5_000_000).contains(&o.start_us) && o.outcome == slotstorm::history::Outcome::Ok
+    };
     let achieved = ops.iter().filter(done).count() as f64 / 4.0;
     assert!((achieved - 2000.0).abs() <= 20.0, "achieved {achieved} ops/s for a target of 2000");
     // And sent on time: the schedule did not run behind (the median, as a stall of this

@@ -400,8 +400,23 @@ async fn a_target_killed_mid_move_leaves_keys_on_its_replica_that_fix_brings_bac
         }
         src.run::<redis::Value>(&migrate).await.unwrap();
     }
-    let acked: i64 = dst.run(redis::cmd("WAIT").arg(1).arg(5000)).await.unwrap();
-    assert_eq!(acked, 1, "the moved keys reached the target's replica");
+    // The moved keys must be on the target's replica before the kill (WAIT would not say:
+    // it waits for the caller's own writes, and this connection wrote nothing).
+    let replica = view.nodes.iter().find(|n| n.primary.as_ref() == Some(&to.id)).expect("a replica");
+    let mut replica = slotstorm::cluster::node::Node::connect(addr_of(replica), timeout).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut held = 0;
+        for t in &tags {
+            let slot = Slot::of(t.as_bytes()).get();
+            held += replica.run::<u64>(redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot)).await.unwrap();
+        }
+        if held == 150 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the target's replica holds {held} of the 150 moved keys");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let victim = tc.cluster().nodes.iter().find(|n| n.addr == addr_of(&to)).unwrap().container.clone();
     inject::signal(&docker, &victim, "SIGKILL").await.unwrap();

@@ -230,8 +230,11 @@ pub fn decide(
             (None, Some(importer)) => SlotFix::Finish(importer.clone()),
             (None, None) => SlotFix::Assign,
         },
+        // A live importer (without keys yet) is where the claimant was moving the slot.
         [owner] => match most(&mut keys.keys().filter(|n| *n != owner)) {
-            Some(holder) if migrating.contains(owner) => SlotFix::Finish(holder),
+            Some(holder) if migrating.contains(owner) => {
+                SlotFix::Finish(importers.first().cloned().unwrap_or(holder))
+            }
             Some(_) => SlotFix::Finish(owner.clone()),
             None => SlotFix::Close,
         },
@@ -332,21 +335,22 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
             .ignore()
             .add_command(setslot("IMPORTING", claimant))
             .ignore();
-        // A claimant just promoted may still be a replica in the owner-to-be's eyes (which
-        // refuses it as an owner) until gossip tells it otherwise.
+        // Either side may have been promoted just now and still be a replica in the other's
+        // eyes (which refuses it as an owner or a target) until gossip says otherwise.
+        let patience = PROMOTION_NEWS.min(opts.timeout.saturating_sub(start.elapsed()));
         let asked = Instant::now();
         loop {
-            match nodes.get_mut(owner).expect("an answering primary").run_pipe::<()>(&pipe).await {
+            let mut tried = nodes.get_mut(owner).expect("an answering primary").run_pipe::<()>(&pipe).await;
+            if tried.is_ok() {
+                let claimant = nodes.get_mut(claimant).expect("an answering primary");
+                tried = claimant.run::<()>(&setslot("MIGRATING", owner)).await;
+            }
+            match tried {
                 Ok(()) => break,
-                Err(e) if asked.elapsed() >= PROMOTION_NEWS => return Err(e.into()),
+                Err(e) if asked.elapsed() >= patience => return Err(e.into()),
                 Err(_) => sleep(Duration::from_millis(100)).await,
             }
         }
-        nodes
-            .get_mut(claimant)
-            .expect("an answering primary")
-            .run::<()>(&setslot("MIGRATING", owner))
-            .await?;
         taken_over.extend([(*slot, owner.clone()), (*slot, claimant.clone())]);
     }
     // Every other open slot is closed first; a finished move opens it again below.
@@ -600,5 +604,7 @@ mod tests {
         // …and keys astray on a node while the claimant is not moving the slot come back.
         assert_eq!(decide(&a, &[], &[], &keys(&[("a", 5), ("c", 2)])), SlotFix::Finish(id("a")));
         assert_eq!(decide(&a, &[], &a, &keys(&[("a", 5)])), SlotFix::Close);
+        // A live importer still waiting for its first keys wins over a stray holder.
+        assert_eq!(decide(&a, &[id("b")], &a, &keys(&[("a", 5), ("c", 2)])), SlotFix::Finish(id("b")));
     }
 }

@@ -226,7 +226,7 @@ async fn worker(
         // An attempt that may have applied a command leaves the op unknown whatever later
         // attempts meet: a retry refused with CLUSTERDOWN does not undo a timed-out write.
         let mut maybe_applied = false;
-        let (outcome, reply) = loop {
+        let (outcome, reply, failed_slot) = loop {
             attempts += 1;
             attempt(&mut conns, &rendered.cmds, &todo, plan.renderer.script(kind), false, &mut a).await;
             moved += a.moved;
@@ -240,7 +240,7 @@ async fn worker(
                     Some(Reply::Int(n)) => Some(*n),
                     _ => None,
                 };
-                break (Outcome::Ok, reply);
+                break (Outcome::Ok, reply, None);
             }
             let last = attempts > plan.policy.retries;
             for &(_, slot, failure) in &a.failed {
@@ -248,7 +248,8 @@ async fn worker(
             }
             maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
             if last || stop.stopped() {
-                break (failed_outcome(maybe_applied, &a.failed), None);
+                let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
+                break (outcome, None, Some(slot));
             }
             todo.clear();
             todo.extend(a.failed.iter().map(|(i, _, _)| *i));
@@ -260,10 +261,7 @@ async fn worker(
                 start_us,
                 latency_us: end_us.saturating_sub(start_us),
                 kind,
-                slot: match (&outcome, a.failed.first()) {
-                    (Outcome::Ok, _) | (_, None) => a.slowest,
-                    (_, Some(&(_, slot, _))) => slot,
-                },
+                slot: failed_slot.unwrap_or(a.slowest),
                 id: rendered.id,
                 uid,
                 sent_us,
@@ -281,12 +279,14 @@ async fn worker(
     recorder.finish()
 }
 
-/// How an op whose last attempt ended with `failed` (not empty) ended: unknown when any
-/// attempt may have applied a command (`maybe_applied`), else failed; the class is what the
-/// application saw, the last attempt's first ambiguous error or else its first error.
-fn failed_outcome(maybe_applied: bool, failed: &[(usize, u16, Failure)]) -> Outcome {
-    let seen = failed.iter().find(|(_, _, f)| f.maybe_applied).unwrap_or(&failed[0]).2.class;
-    if maybe_applied { Outcome::Unknown(seen) } else { Outcome::Fail(seen) }
+/// How an op whose last attempt ended with `failed` (not empty) ended, and the slot that
+/// outcome came from: unknown when any attempt may have applied a command
+/// (`maybe_applied`), else failed; the class and slot are what the application saw, the last
+/// attempt's first ambiguous error or else its first error.
+fn failed_outcome(maybe_applied: bool, failed: &[(usize, u16, Failure)]) -> (Outcome, u16) {
+    let &(_, slot, seen) = failed.iter().find(|(_, _, f)| f.maybe_applied).unwrap_or(&failed[0]);
+    let outcome = if maybe_applied { Outcome::Unknown(seen.class) } else { Outcome::Fail(seen.class) };
+    (outcome, slot)
 }
 
 #[cfg(test)]
@@ -299,12 +299,13 @@ mod tests {
         let refused = [(0, 7, Failure::definite(ErrorClass::ClusterDown))];
         let timed_out = [(0, 7, Failure { class: ErrorClass::Timeout, maybe_applied: true })];
         // Timeout, then CLUSTERDOWN on the retry: the first attempt may have applied it.
-        assert_eq!(failed_outcome(true, &refused), Outcome::Unknown(ErrorClass::ClusterDown));
+        assert_eq!(failed_outcome(true, &refused), (Outcome::Unknown(ErrorClass::ClusterDown), 7));
         // Refused every time: surely not applied.
-        assert_eq!(failed_outcome(false, &refused), Outcome::Fail(ErrorClass::ClusterDown));
-        assert_eq!(failed_outcome(true, &timed_out), Outcome::Unknown(ErrorClass::Timeout));
-        // The ambiguous error is what a pipeline's outcome names.
+        assert_eq!(failed_outcome(false, &refused), (Outcome::Fail(ErrorClass::ClusterDown), 7));
+        assert_eq!(failed_outcome(true, &timed_out), (Outcome::Unknown(ErrorClass::Timeout), 7));
+        // The ambiguous error is what a pipeline's outcome names, and its slot is the op's:
+        // the shard that timed out, not the one that answered CLUSTERDOWN first.
         let both = [refused[0], (1, 9, timed_out[0].2)];
-        assert_eq!(failed_outcome(true, &both), Outcome::Unknown(ErrorClass::Timeout));
+        assert_eq!(failed_outcome(true, &both), (Outcome::Unknown(ErrorClass::Timeout), 9));
     }
 }

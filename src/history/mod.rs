@@ -130,9 +130,10 @@ pub struct OpEvent {
     pub latency_us: u64,
     /// Which op.
     pub kind: OpKind,
-    /// The slot the op's outcome came from: for a failed op its first failed command's;
-    /// otherwise the slot of the request it waited for longest (its only slot, for an op on
-    /// one slot; the slowest shard's, for a batch across shards).
+    /// The slot the op's outcome came from: for a failed op the failed command's its
+    /// outcome names; otherwise the slot of the request that answered last in its last round
+    /// of redirections (its only slot, for an op on one slot; the slowest shard's, for a
+    /// batch across shards).
     pub slot: u16,
     /// The key id the op's first command addressed (`$id`).
     pub id: u64,

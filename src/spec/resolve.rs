@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::chaos::{ChaosPlan, TargetSpec};
+use super::chaos::{ChaosPlan, NodeRef, Operation, TargetSpec};
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
     ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
@@ -258,16 +258,27 @@ impl Resolver<'_> {
         if let ClusterTarget::Embedded(spec) = cluster {
             let added = plan.operations.iter().filter(|o| o.operation.name() == "add-node").count();
             let most = spec.layout.masters * (1 + spec.layout.replicas) + added;
-            let named = plan.faults.iter().enumerate().find_map(|(i, f)| match &f.target {
-                TargetSpec::Node(name) => {
-                    let n: usize = name.trim_start_matches("redis-").parse().unwrap_or(usize::MAX);
-                    (n > most).then_some((i, name))
-                }
+            let beyond = |name: &str| name.trim_start_matches("redis-").parse().unwrap_or(usize::MAX) > most;
+            let node = |t: &TargetSpec| match t {
+                TargetSpec::Node(name) if beyond(name) => Some(name.clone()),
                 _ => None,
+            };
+            let faults =
+                plan.faults.iter().enumerate().map(|(i, f)| (format!("fault[{i}]"), node(&f.target)));
+            let operations = plan.operations.iter().enumerate().map(|(i, o)| {
+                let named = match &o.operation {
+                    Operation::Failover { target, .. } => node(target),
+                    Operation::Reshard { from, to, .. } => node(from).or_else(|| node(to)),
+                    Operation::RemoveNode { target: NodeRef::Name(name), .. } if beyond(name) => {
+                        Some(name.clone())
+                    }
+                    _ => None,
+                };
+                (format!("operation[{i}]"), named)
             });
-            if let Some((i, name)) = named {
+            if let Some((what, Some(name))) = faults.chain(operations).find(|(_, n)| n.is_some()) {
                 let message = format!(
-                    "fault[{i}] in {} targets {name}, but the cluster has redis-1 to redis-{most}{}",
+                    "{what} in {} targets {name}, but the cluster has redis-1 to redis-{most}{}",
                     plan.path.display(),
                     if added > 0 { format!(" (counting {added} add-node)") } else { String::new() }
                 );

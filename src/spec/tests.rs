@@ -350,6 +350,10 @@ fn chaos_that_would_start_after_the_run_ends_or_hit_no_node_is_refused() {
     let add = "[[operation]]\nat = \"1s\"\naction = \"add-node\"\n";
     fs::write(dir.join("c.toml"), format!("{}{add}", CHAOS.replace("redis-1", "redis-7"))).unwrap();
     assert!(load(&dir.join("w.toml")).is_ok());
+    let failover = "[[operation]]\nat = \"2s\"\naction = \"failover\"\ntarget = \"redis-9\"\n";
+    fs::write(dir.join("c.toml"), format!("{CHAOS}{failover}")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert!(err.contains("chaos: operation[0] in ") && err.contains("targets redis-9"), "{err}");
     let op = "[[operation]]\nat = \"6s\"\naction = \"failover\"\ntarget = \"redis-4\"\n";
     fs::write(dir.join("c.toml"), format!("{CHAOS}{op}")).unwrap();
     assert!(load(&dir.join("w.toml")).unwrap_err().to_string().contains("chaos: operation[0] in "));
