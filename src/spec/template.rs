@@ -201,18 +201,9 @@ impl fmt::Display for ArgTemplate {
 }
 
 /// `n` in decimal, without going through `fmt`.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(crate::driver::resp::decimal(&mut digits, n));
 }
 
 /// Commands whose first argument is not their key: routing them by argument 1 would send
