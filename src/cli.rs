@@ -267,15 +267,27 @@ fn validate(file: &Path) -> Result<()> {
     };
     let ops: Vec<String> = w.ops.iter().map(|o| format!("{} (weight {})", o.name, o.weight)).collect();
     println!(
-        "{}: ok — {}, {:.0}s after {:.0}s warm-up, {} workers, ops: {}",
+        "{}: ok — {}, {:.0}s after {:.0}s warm-up, {}, ops: {}",
         file.display(),
         pacing,
         w.load.duration.as_secs_f64(),
         w.load.warmup.as_secs_f64(),
-        w.load.concurrency,
+        in_flight_text(w.in_flight()),
         ops.join(", ")
     );
     Ok(())
+}
+
+/// `64 workers`, `pool of 64`, `at most 64 in flight`, `at most 4125 in flight (sized)`.
+fn in_flight_text(f: spec::InFlight) -> String {
+    match f.source {
+        spec::LimitSource::Workers => format!("{} workers", f.limit),
+        spec::LimitSource::Pool => format!("application pool of {}", f.limit),
+        spec::LimitSource::Set => format!("at most {} in flight", f.limit),
+        spec::LimitSource::Sized => {
+            format!("at most {} in flight (sized for rate and client policy)", f.limit)
+        }
+    }
 }
 
 async fn run_workload(args: RunArgs) -> Result<()> {

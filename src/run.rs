@@ -595,7 +595,7 @@ fn driver_plan(w: &Workload) -> DriverPlan {
     let l = &w.load;
     DriverPlan {
         pacing: l.pacing,
-        workers: l.concurrency,
+        in_flight: w.in_flight(),
         connections: l.connections,
         duration: l.warmup + l.duration,
         warmup: l.warmup,

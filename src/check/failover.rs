@@ -100,8 +100,15 @@ pub struct FaultReport {
     pub elected_log_us: Option<u64>,
     /// Every other reachable node reports `cluster_state:ok` and the new primary.
     pub converged_us: Option<u64>,
-    /// End of the last failed or slow op on the victims' slots.
+    /// End of the client-visible disruption on the victims' slots (failed ops, and ops the
+    /// client took longer than the threshold to complete from their send).
     pub client_recovered_us: Option<u64>,
+    /// When ops were no longer sent late: the send of the last op, after `t0`, that waited
+    /// longer than the threshold to be sent (a full pool, or the driver's own in-flight
+    /// limit). None when every op was sent on time.
+    pub backlog_drained_us: Option<u64>,
+    /// Ops of any slot that waited longer than the threshold to be sent, after `t0`.
+    pub delayed_sends: u64,
     /// The slowness that counted as disruption, µs.
     pub disruption_threshold_us: u64,
     /// Ops on the victims' slots acknowledged between `t0` and the election (or the next
@@ -214,6 +221,12 @@ fn one_fault(
     let settled_at = converged_us.or(elected.as_ref().map(|(at, _)| *at)).or(healed_us).unwrap_or(t0);
     let client_recovered_us =
         recovery_end(&victim_slots.disruption_windows, settled_at, config.settled_gap_us);
+    let late: Vec<&OpEvent> = history
+        .ops
+        .iter()
+        .filter(|o| o.sent_us >= t0 && o.sent_us < horizon && o.send_lag_us() > threshold)
+        .collect();
+    let backlog_drained_us = late.iter().map(|o| o.sent_us).max();
     let until = elected.as_ref().map_or(horizon, |(at, _)| *at);
     let acked = history
         .ops
@@ -238,6 +251,8 @@ fn one_fault(
         elected_log_us,
         converged_us,
         client_recovered_us,
+        backlog_drained_us,
+        delayed_sends: late.len() as u64,
         disruption_threshold_us: threshold,
         acked_on_victim_slots_before_election: acked,
         victim_slots,
@@ -322,14 +337,14 @@ fn converged(
     None
 }
 
-/// The larger of the configured minimum and `p99_factor` × the p99 of the 10 s before `t0`
-/// (after the warm-up).
+/// The larger of the configured minimum and `p99_factor` × the p99 of the client's time (send
+/// to end) over the 10 s before `t0` (after the warm-up).
 fn disruption_threshold(history: &History, config: &FailoverConfig, t0: u64) -> u64 {
     let warmup = history.warmup.as_micros() as u64;
     let from = t0.saturating_sub(10_000_000).max(warmup);
     let mut h = crate::history::new_histogram();
-    for o in history.ops.iter().filter(|o| o.start_us >= from && o.start_us + o.latency_us < t0) {
-        h.saturating_record(o.latency_us.max(1));
+    for o in history.ops.iter().filter(|o| o.start_us >= from && o.end_us() < t0) {
+        h.saturating_record(o.service_us().max(1));
     }
     let p99 = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
     config.min_disruption_us.max(p99 * config.p99_factor)

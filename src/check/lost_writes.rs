@@ -141,6 +141,8 @@ mod tests {
             elected_log_us: None,
             converged_us: None,
             client_recovered_us: None,
+            backlog_drained_us: None,
+            delayed_sends: 0,
             disruption_threshold_us: 0,
             acked_on_victim_slots_before_election: 0,
             victim_slots: Impact::default(),

@@ -5,6 +5,7 @@ pub mod failover;
 pub mod lost_writes;
 pub mod operations;
 pub mod rate_limit;
+pub mod schedule;
 pub mod slo;
 pub mod windows;
 

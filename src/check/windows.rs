@@ -52,13 +52,15 @@ impl Window {
 pub enum Badness {
     /// Ops whose outcome is not ok.
     Errors,
-    /// Ops that failed or took longer than this many µs (a retrying client shows a stall,
-    /// not an error).
+    /// Ops that failed or whose client took longer than this many µs from send to end (a
+    /// retrying client shows a stall, not an error). The time an op waited to be sent (a
+    /// full pool, a driver behind its schedule) is not the cluster's and does not count.
     ErrorsOrSlowerThan(u64),
 }
 
 /// The windows of the `ops` that `keep` selects (e.g. by slot), from `ops` sorted by start;
-/// bad ops less than `merge_gap_us` apart share a window.
+/// bad ops less than `merge_gap_us` apart share a window. A window spans what the client saw:
+/// from the first bad op's send to the last one's end.
 pub fn windows<'a>(
     ops: impl IntoIterator<Item = &'a OpEvent>,
     keep: impl Fn(&OpEvent) -> bool,
@@ -70,14 +72,15 @@ pub fn windows<'a>(
         let error = op.outcome.error();
         let is_bad = match bad {
             Badness::Errors => error.is_some(),
-            Badness::ErrorsOrSlowerThan(t) => error.is_some() || op.latency_us > t,
+            Badness::ErrorsOrSlowerThan(t) => error.is_some() || op.service_us() > t,
         };
         if !is_bad {
             continue;
         }
-        let (start, end) = (op.start_us, op.start_us + op.latency_us);
+        let (start, end) = (op.sent_us.max(op.start_us), op.end_us());
         match out.last_mut() {
             Some(w) if start <= w.end_us + merge_gap_us => {
+                w.start_us = w.start_us.min(start);
                 w.end_us = w.end_us.max(end);
                 w.ops += 1;
                 if let Some(c) = error {
@@ -135,6 +138,19 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!((d[0].start_us, d[0].end_us), (10_000, 3_010_000));
         assert_eq!(d[0].describe_errors(), "1 slow ops, no errors");
+    }
+
+    #[test]
+    fn an_op_that_waited_to_be_sent_is_not_a_disruption_but_its_slow_service_is() {
+        // Sent 2 s late (a full pool), then answered in 1 ms: the client saw nothing wrong.
+        let queued = OpEvent { sent_us: 2_010_000, ..op(10, 2001, Outcome::Ok, 0) };
+        // Sent 1 s late, then 500 ms in the client: a disruption from its send to its end.
+        let slow = OpEvent { sent_us: 3_000_000, ..op(2000, 1500, Outcome::Ok, 0) };
+        let d = windows(&[queued, slow], |_| true, Badness::ErrorsOrSlowerThan(100_000), 0);
+        assert_eq!(
+            d.iter().map(|w| (w.start_us, w.end_us)).collect::<Vec<_>>(),
+            vec![(3_000_000, 3_500_000)]
+        );
     }
 
     #[test]

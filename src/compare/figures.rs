@@ -126,6 +126,8 @@ mod tests {
             elected_log_us: None,
             converged_us: Some(at(t0_s as f64 + 2.5)),
             client_recovered_us: recovered_s.map(at),
+            backlog_drained_us: None,
+            delayed_sends: 0,
             disruption_threshold_us: 100_000,
             acked_on_victim_slots_before_election: 0,
             victim_slots: Impact::default(),

@@ -19,7 +19,8 @@ pub mod resp;
 pub mod router;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::SmallRng;
@@ -33,14 +34,15 @@ use self::render::{Rendered, Renderer, Scratch};
 use self::resp::Reply;
 use self::router::Router;
 use crate::history::{Aggregator, ErrorEvent, History, OpEvent, Outcome, Recorder};
-pub use crate::spec::{ClientPolicy, Pacing};
+pub use crate::spec::{ClientPolicy, InFlight, LimitSource, Pacing};
 
 /// Everything the driver needs, resolved.
 pub struct DriverPlan {
     /// Pacing.
     pub pacing: Pacing,
-    /// Number of workers: ops in flight at most.
-    pub workers: usize,
+    /// Ops in flight at most, and who set that limit: closed loop's workers, open loop's
+    /// application pool or slotstorm's own limit.
+    pub in_flight: InFlight,
     /// Connections per node, shared by the workers.
     pub connections: usize,
     /// How long to drive, warm-up included.
@@ -57,6 +59,28 @@ pub struct DriverPlan {
     pub keys: KeySpace,
     /// The ops, in workload order, with their names.
     pub renderer: Renderer,
+}
+
+/// Workers share recorders beyond this many: each recorder holds a histogram per op kind and
+/// interval (about 190 KiB each), and an open loop may have thousands of workers.
+const MAX_RECORDERS: usize = 64;
+
+/// The open loop's one schedule: op `i` is due `i / rate` seconds after the run began. A
+/// worker with nothing in flight claims the next op, whoever sent the one before, so no
+/// worker owns future ops and a stall of one shard never holds back another's sends.
+struct Schedule {
+    /// The next op to claim.
+    next: AtomicU64,
+    /// Ops per second.
+    rate: f64,
+}
+
+impl Schedule {
+    /// Claim the next op: when it is due, from the run's start.
+    fn claim(&self) -> Duration {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Duration::from_secs_f64(i as f64 / self.rate)
+    }
 }
 
 /// The run's clock: one monotonic zero, with its wall-clock anchor.
@@ -119,25 +143,37 @@ pub async fn drive(
         tx
     };
     let refresher = tokio::spawn(router.clone().refresher(Duration::from_millis(100)));
-    let workers: Vec<_> = (0..plan.workers)
-        .map(|w| {
-            let recorder = Recorder::new(plan.renderer.len(), plan.interval, tx.clone());
-            let conns = Connections::new(router.clone(), w % plan.connections.max(1));
-            tokio::spawn(worker(w, plan.clone(), conns, recorder, clock, stop.clone()))
-        })
+    let workers = plan.in_flight.limit.max(1);
+    let recorders: Vec<Arc<Mutex<Recorder>>> = (0..workers.min(MAX_RECORDERS))
+        .map(|_| Arc::new(Mutex::new(Recorder::new(plan.renderer.len(), plan.interval, tx.clone()))))
         .collect();
     drop(tx);
+    let schedule = match plan.pacing {
+        Pacing::Open { rate } => Some(Arc::new(Schedule { next: AtomicU64::new(0), rate })),
+        Pacing::Closed => None,
+    };
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let conns = Connections::new(router.clone(), w % plan.connections.max(1));
+            let recorder = recorders[w % recorders.len()].clone();
+            tokio::spawn(worker(w, plan.clone(), conns, recorder, schedule.clone(), clock, stop.clone()))
+        })
+        .collect();
+    for t in tasks {
+        // A worker that panicked loses the op it was on; what it recorded before is kept in
+        // its recorder.
+        let _ = t.await;
+    }
     let mut ops = Vec::new();
     let mut errors = Vec::new();
-    for w in workers {
-        // A worker that panicked has lost its events; the rest of the run still counts.
-        if let Ok((o, e)) = w.await {
-            ops.extend(o);
-            errors.extend(e);
-        }
+    for r in recorders {
+        let r = Arc::try_unwrap(r).ok().expect("every worker is done with its recorder");
+        let (o, e) = r.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).finish();
+        ops.extend(o);
+        errors.extend(e);
     }
     refresher.abort();
-    let elapsed = clock.start.elapsed().min(plan.duration.max(clock.start.elapsed()));
+    let elapsed = clock.start.elapsed();
     ops.sort_by_key(|o: &OpEvent| o.start_us);
     errors.sort_by_key(|e: &ErrorEvent| e.at_us);
     let last = (elapsed.as_micros() / plan.interval.as_micros().max(1)) as u32;
@@ -155,18 +191,21 @@ pub async fn drive(
     }
 }
 
-/// The one driver loop.
+/// The one driver loop: take the next op (the schedule's next one in open loop, whenever
+/// the last one ended in closed loop), send it under the client policy, record it.
 async fn worker(
     index: usize,
     plan: Arc<DriverPlan>,
     mut conns: Connections,
-    mut recorder: Recorder,
+    recorder: Arc<Mutex<Recorder>>,
+    schedule: Option<Arc<Schedule>>,
     clock: RunClock,
     stop: Arc<Stop>,
-) -> (Vec<OpEvent>, Vec<ErrorEvent>) {
+) {
+    let workers = plan.in_flight.limit.max(1);
     let mut rng =
         SmallRng::seed_from_u64(plan.seed.wrapping_add(index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let mut keys = plan.keys.chooser(plan.seed, index, plan.workers);
+    let mut keys = plan.keys.chooser(plan.seed, index, workers);
     let mut scratch = Scratch::default();
     // One op's commands and the indexes still to send, reused by every op of the worker.
     let mut rendered = Rendered::default();
@@ -174,42 +213,44 @@ async fn worker(
     let mut a = Attempt::default();
     let uid_base = (index as u64) << 40;
     let mut seq = 0u64;
-    // Open loop: worker `index` owns schedule slots index, index + workers, … of the
-    // shared schedule, so together the workers send at `rate` with no drift.
-    let period = match plan.pacing {
-        Pacing::Open { rate } => Some(Duration::from_secs_f64(plan.workers as f64 / rate)),
-        Pacing::Closed => None,
-    };
-    let mut next_slot = match plan.pacing {
-        Pacing::Open { rate } => Duration::from_secs_f64(index as f64 / rate),
-        Pacing::Closed => Duration::ZERO,
-    };
+    // Each record takes the recorder's lock: it is this worker's alone unless there are
+    // more than MAX_RECORDERS workers, and then shared by few.
+    let record =
+        |f: &mut dyn FnMut(&mut Recorder)| f(&mut recorder.lock().unwrap_or_else(|e| e.into_inner()));
     loop {
         if stop.stopped() {
             break;
         }
-        let intended = match period {
-            Some(period) => {
-                let at = next_slot;
-                next_slot += period;
+        let (intended, queued) = match &schedule {
+            Some(schedule) => {
+                // Claimed the moment this worker is free: an op claimed after it was due
+                // waited for a free worker (every one of them had an op in flight).
+                let at = schedule.claim();
                 if at >= plan.duration {
                     break;
                 }
+                let claimed = clock.start.elapsed();
                 let deadline = clock.start + at;
                 if deadline > Instant::now() {
+                    let stopped = stop.notify.notified();
+                    tokio::pin!(stopped);
+                    stopped.as_mut().enable();
+                    if stop.stopped() {
+                        break;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep_until(deadline.into()) => {}
-                        _ = stop.notify.notified() => break,
+                        _ = stopped => break,
                     }
                 }
-                at
+                (at, claimed.saturating_sub(at))
             }
             None => {
                 let now = clock.start.elapsed();
                 if now >= plan.duration {
                     break;
                 }
-                now
+                (now, Duration::ZERO)
             }
         };
         let kind = plan.renderer.pick(rng.random_range(0..plan.renderer.total_weight()));
@@ -232,8 +273,12 @@ async fn worker(
             moved += a.moved;
             ask += a.ask;
             let now_us = clock.now_us();
-            for &(slot, class) in &a.handled {
-                recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
+            if !a.handled.is_empty() {
+                record(&mut |r| {
+                    for &(slot, class) in &a.handled {
+                        r.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
+                    }
+                });
             }
             if a.failed.is_empty() {
                 let reply = match a.replies.first() {
@@ -243,9 +288,11 @@ async fn worker(
                 break (Outcome::Ok, reply, None);
             }
             let last = attempts > plan.policy.retries;
-            for &(_, slot, failure) in &a.failed {
-                recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class: failure.class, last });
-            }
+            record(&mut |r| {
+                for &(_, slot, failure) in &a.failed {
+                    r.record_error(ErrorEvent { at_us: now_us, kind, slot, class: failure.class, last });
+                }
+            });
             maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
             if last || stop.stopped() {
                 let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
@@ -256,27 +303,23 @@ async fn worker(
             tokio::time::sleep(plan.policy.backoff_before(attempts - 1)).await;
         };
         let end_us = clock.now_us();
-        recorder.record_op(
-            OpEvent {
-                start_us,
-                latency_us: end_us.saturating_sub(start_us),
-                kind,
-                slot: failed_slot.unwrap_or(a.slowest),
-                id: rendered.id,
-                uid,
-                sent_us,
-                outcome,
-                attempts: attempts.min(255) as u8,
-                moved: moved.min(255) as u8,
-                ask: ask.min(255) as u8,
-                reply,
-            },
-            end_us,
-            moved,
-            ask,
-        );
+        let op = OpEvent {
+            start_us,
+            latency_us: end_us.saturating_sub(start_us),
+            kind,
+            slot: failed_slot.unwrap_or(a.slowest),
+            id: rendered.id,
+            uid,
+            sent_us,
+            queued_us: u32::try_from(queued.as_micros()).unwrap_or(u32::MAX),
+            outcome,
+            attempts: attempts.min(255) as u8,
+            moved: moved.min(255) as u8,
+            ask: ask.min(255) as u8,
+            reply,
+        };
+        record(&mut |r| r.record_op(op, end_us, moved, ask));
     }
-    recorder.finish()
 }
 
 /// How an op whose last attempt ended with `failed` (not empty) ended, and the slot that

@@ -25,6 +25,16 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
 }
 
+/// A fresh send-lag histogram: microseconds, 2 significant digits (a tenth of the latency
+/// histogram's size: lag is a warning, not a headline figure).
+pub fn new_lag_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds")
+}
+
+/// An op that waited at least this long for a free in-flight slot counts as queued (a
+/// shorter wait is the scheduler's jitter, not a full pool).
+pub const QUEUED_MIN_US: u64 = 1_000;
+
 /// What kind of failure an attempt met, as the report counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +152,10 @@ pub struct OpEvent {
     /// When it was actually sent (rendered: `$now` is read then), µs since the run began;
     /// later than `start_us` when an open-loop schedule runs behind.
     pub sent_us: u64,
+    /// How long it waited for a free in-flight slot (every worker, or the application's
+    /// pool, had an op in flight at its intended start), µs; part of `sent_us − start_us`,
+    /// the rest being timer and scheduling delay.
+    pub queued_us: u32,
     /// What the application saw.
     pub outcome: Outcome,
     /// Attempts made (1 without retries).
@@ -168,12 +182,32 @@ impl OpEvent {
             id: 0,
             uid: 0,
             sent_us: start_ms * 1000,
+            queued_us: 0,
             outcome,
             attempts: 1,
             moved: 0,
             ask: 0,
             reply: None,
         }
+    }
+}
+
+impl OpEvent {
+    /// When it ended (its final reply, or its last attempt's give-up), µs since the run began.
+    pub fn end_us(&self) -> u64 {
+        self.start_us + self.latency_us
+    }
+
+    /// How late it was sent after its intended start, µs: the schedule running behind
+    /// (waiting for an in-flight slot, timers, CPU).
+    pub fn send_lag_us(&self) -> u64 {
+        self.sent_us.saturating_sub(self.start_us)
+    }
+
+    /// From its send to its end, µs: what the client library saw of it, without the time it
+    /// waited to be sent.
+    pub fn service_us(&self) -> u64 {
+        self.end_us().saturating_sub(self.sent_us.max(self.start_us))
     }
 }
 
@@ -366,6 +400,10 @@ pub enum EventKind {
 pub struct OpStats {
     /// Latency of every completed op (any outcome), µs from intended start.
     pub latency: Histogram<u64>,
+    /// How late every op was sent after its intended start, µs ([`new_lag_histogram`]).
+    pub send_lag: Histogram<u64>,
+    /// Ops that waited at least [`QUEUED_MIN_US`] for a free in-flight slot.
+    pub queued: u64,
     /// Ops that succeeded.
     pub ok: u64,
     /// Ops that failed, by class.
@@ -384,6 +422,8 @@ impl Default for OpStats {
     fn default() -> Self {
         OpStats {
             latency: new_histogram(),
+            send_lag: new_lag_histogram(),
+            queued: 0,
             ok: 0,
             failed: [0; ErrorClass::COUNT],
             unknown: [0; ErrorClass::COUNT],
@@ -408,6 +448,8 @@ impl OpStats {
     /// Add `other` into `self`.
     pub fn merge(&mut self, other: &OpStats) {
         self.latency.add(&other.latency).expect("histograms share bounds");
+        self.send_lag.add(&other.send_lag).expect("histograms share bounds");
+        self.queued += other.queued;
         self.ok += other.ok;
         for i in 0..ErrorClass::COUNT {
             self.failed[i] += other.failed[i];
@@ -421,6 +463,8 @@ impl OpStats {
     /// Back to empty, keeping the histogram's memory.
     pub fn reset(&mut self) {
         self.latency.reset();
+        self.send_lag.reset();
+        self.queued = 0;
         self.ok = 0;
         self.failed = [0; ErrorClass::COUNT];
         self.unknown = [0; ErrorClass::COUNT];

@@ -67,6 +67,8 @@ impl Recorder {
         self.roll(end_us);
         let stats = &mut self.current[usize::from(op.kind.0)];
         stats.latency.saturating_record(op.latency_us.max(1));
+        stats.send_lag.saturating_record(op.send_lag_us().max(1));
+        stats.queued += u64::from(u64::from(op.queued_us) >= super::QUEUED_MIN_US);
         match op.outcome {
             Outcome::Ok => stats.ok += 1,
             Outcome::Fail(c) => stats.failed[c.index()] += 1,

@@ -47,11 +47,22 @@ fn outcome_from(code: u64) -> io::Result<Outcome> {
     })
 }
 
-fn stats_json(s: &OpStats) -> io::Result<Value> {
+fn histogram_text(h: &hdrhistogram::Histogram<u64>) -> io::Result<String> {
     let mut buf = Vec::new();
-    V2DeflateSerializer::new().serialize(&s.latency, &mut buf).map_err(|e| invalid(format!("{e:?}")))?;
+    V2DeflateSerializer::new().serialize(h, &mut buf).map_err(|e| invalid(format!("{e:?}")))?;
+    Ok(STANDARD.encode(&buf))
+}
+
+fn histogram_from(text: &str) -> io::Result<hdrhistogram::Histogram<u64>> {
+    let bytes = STANDARD.decode(text).map_err(|e| invalid(e.to_string()))?;
+    Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| invalid(format!("{e:?}")))
+}
+
+fn stats_json(s: &OpStats) -> io::Result<Value> {
     Ok(json!({
-        "h": STANDARD.encode(&buf),
+        "h": histogram_text(&s.latency)?,
+        "lag": histogram_text(&s.send_lag)?,
+        "queued": s.queued,
         "ok": s.ok,
         "failed": s.failed,
         "unknown": s.unknown,
@@ -71,10 +82,16 @@ fn counts(v: &Value) -> io::Result<[u64; ErrorClass::COUNT]> {
 }
 
 fn stats_from(v: &Value) -> io::Result<OpStats> {
-    let bytes = STANDARD.decode(v["h"].as_str().unwrap_or_default()).map_err(|e| invalid(e.to_string()))?;
-    let latency = Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| invalid(format!("{e:?}")))?;
+    let latency = histogram_from(v["h"].as_str().unwrap_or_default())?;
+    // Histories saved before send lag was recorded have none (every op sent on time).
+    let send_lag = match v["lag"].as_str() {
+        Some(text) => histogram_from(text)?,
+        None => super::new_lag_histogram(),
+    };
     Ok(OpStats {
         latency,
+        send_lag,
+        queued: v["queued"].as_u64().unwrap_or(0),
         ok: v["ok"].as_u64().unwrap_or(0),
         failed: counts(&v["failed"])?,
         unknown: counts(&v["unknown"])?,
@@ -110,7 +127,8 @@ pub fn save(path: &Path, history: &History) -> io::Result<()> {
                 o.reply,
                 o.sent_us,
                 o.moved,
-                o.ask
+                o.ask,
+                o.queued_us
             ])
         })
         .collect();
@@ -180,6 +198,8 @@ pub fn load(path: &Path) -> io::Result<History> {
             // Histories saved before redirections were kept per op have none.
             moved: o[10].as_u64().unwrap_or(0).min(255) as u8,
             ask: o[11].as_u64().unwrap_or(0).min(255) as u8,
+            // ... and before the wait for an in-flight slot was, none.
+            queued_us: o[12].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
         });
     }
     let mut errors = Vec::new();
@@ -234,6 +254,7 @@ mod tests {
                     id: 7,
                     uid: 1 << 41,
                     sent_us: 3,
+                    queued_us: 2,
                     outcome: Outcome::Unknown(ErrorClass::Timeout),
                     attempts: 2,
                     moved: 1,
@@ -248,6 +269,7 @@ mod tests {
                     id: 0,
                     uid: 2,
                     sent_us: 3,
+                    queued_us: 0,
                     outcome: Outcome::Fail(ErrorClass::Other),
                     attempts: 1,
                     moved: 0,

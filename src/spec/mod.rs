@@ -37,7 +37,8 @@
 //! warmup = "2s"                # ("0s") runs before `duration`, recorded apart
 //! mode = "open"                # "open" | "closed" (closed)
 //! rate = 5000                  # ops/s; required for open, forbidden for closed
-//! concurrency = 32             # (16) closed: ops in flight; open: the cap on them
+//! concurrency = 32             # closed: ops in flight (16); open: slotstorm's own cap on them
+//!                              # (sized from rate and client policy, see InFlight)
 //! connections = 1              # (1) per node
 //! seed = 42                    # (0)
 //! interval = "1s"              # ("1s") histogram interval, at least 100ms
@@ -47,6 +48,8 @@
 //! retries = 0                  # (0)
 //! backoff = "100ms"            # ("100ms") retry n waits backoff * 2^n ...
 //! backoff_max = "2s"           # ("2s") ... but never longer than this
+//! pool = 64                    # open loop only, unset by default: the application's pool
+//!                              # (ops queue for it; the queueing is reported apart)
 //!
 //! [keys]
 //! count = 10000                # (10000) ids are 0..count
@@ -91,6 +94,7 @@ pub use self::chaos::{
     TargetSpec, load_chaos, parse_chaos,
 };
 pub use self::error::{Located, SpecError};
+pub use self::resolve::MAX_IN_FLIGHT;
 pub use self::template::{ArgTemplate, CommandTemplate, Part, RenderCtx, TemplateError};
 pub use crate::driver::keys::Distribution;
 use crate::embedded::EmbeddedSpec;
@@ -179,8 +183,9 @@ pub struct Load {
     pub warmup: Duration,
     /// Open or closed loop.
     pub pacing: Pacing,
-    /// Closed loop: ops in flight. Open loop: the most ops in flight at once.
-    pub concurrency: usize,
+    /// Closed loop: ops in flight (always set). Open loop: slotstorm's own limit on ops in
+    /// flight when the file sets one; unset, [`Workload::in_flight`] sizes it.
+    pub concurrency: Option<usize>,
     /// Connections to each node.
     pub connections: usize,
     /// Seed of every random choice (ids, values, op mix), so runs repeat.
@@ -213,6 +218,10 @@ pub struct ClientPolicy {
     pub backoff: Duration,
     /// The longest wait before a retry; at least `backoff`.
     pub backoff_max: Duration,
+    /// Open loop only: the application's pool (a thread or connection pool), the most ops
+    /// it has in flight. Ops queue for it, and that queueing is the application's, reported
+    /// apart from what the cluster did.
+    pub pool: Option<usize>,
 }
 
 impl ClientPolicy {
@@ -221,6 +230,66 @@ impl ClientPolicy {
     pub fn backoff_before(&self, n: u32) -> Duration {
         let factor = 1u32.checked_shl(n).unwrap_or(u32::MAX);
         self.backoff.saturating_mul(factor).min(self.backoff_max)
+    }
+
+    /// The longest an op can take under this policy in the usual worst case: every attempt
+    /// timing out, with every backoff between them.
+    pub fn worst_op_time(&self) -> Duration {
+        let waits =
+            (0..self.retries).map(|n| self.backoff_before(n)).fold(Duration::ZERO, Duration::saturating_add);
+        self.timeout.saturating_mul(self.retries.saturating_add(1)).saturating_add(waits)
+    }
+}
+
+/// How many ops a run has in flight at most, and who set that limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Ops in flight at most.
+    pub limit: usize,
+    /// Where the limit comes from.
+    pub source: LimitSource,
+}
+
+/// Who set a run's limit on ops in flight, which says what waiting for it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitSource {
+    /// Closed loop: `load.concurrency` workers, each with one op in flight.
+    Workers,
+    /// Open loop, `client.pool`: the application's pool. An op that waits for it waits in
+    /// the application, as it would in production.
+    Pool,
+    /// Open loop, `load.concurrency`: slotstorm's own limit, set in the file. An op that
+    /// waits for it is slotstorm falling behind its schedule.
+    Set,
+    /// Open loop, neither set: sized for the rate times the client policy's worst op time,
+    /// at most [`MAX_IN_FLIGHT`]. An op that waits for it is slotstorm falling behind.
+    Sized,
+}
+
+impl LimitSource {
+    /// Whether waiting for the limit is the modelled application's (a pool), not slotstorm's.
+    pub fn is_application(self) -> bool {
+        matches!(self, LimitSource::Pool | LimitSource::Workers)
+    }
+}
+
+impl Workload {
+    /// The run's limit on ops in flight. An open loop without a pool or a set limit gets
+    /// enough for `rate` × the policy's worst op time with a quarter more (and at least 16),
+    /// so that ops keep their schedule while a shard times out every attempt; at most
+    /// [`MAX_IN_FLIGHT`].
+    pub fn in_flight(&self) -> InFlight {
+        let (limit, source) = match (self.load.pacing, self.client.pool, self.load.concurrency) {
+            (Pacing::Closed, _, c) => (c.unwrap_or(1), LimitSource::Workers),
+            (Pacing::Open { .. }, Some(pool), _) => (pool, LimitSource::Pool),
+            (Pacing::Open { .. }, None, Some(c)) => (c, LimitSource::Set),
+            (Pacing::Open { rate }, None, None) => {
+                let need = (rate * self.client.worst_op_time().as_secs_f64() * 1.25).ceil();
+                (need.clamp(16.0, MAX_IN_FLIGHT as f64) as usize, LimitSource::Sized)
+            }
+        };
+        InFlight { limit: limit.max(1), source }
     }
 }
 
@@ -231,6 +300,7 @@ impl Default for ClientPolicy {
             retries: 0,
             backoff: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
+            pool: None,
         }
     }
 }

@@ -113,6 +113,8 @@ pub(super) struct RawClient {
     pub backoff: Option<Spanned<RawDuration>>,
     /// Longest backoff.
     pub backoff_max: Option<Spanned<RawDuration>>,
+    /// The application's pool: ops in flight at most (open loop only).
+    pub pool: Option<Spanned<u64>>,
 }
 
 /// `[keys]`.

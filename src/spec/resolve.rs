@@ -33,6 +33,9 @@ const DEFAULT_VALUE_SIZE: u64 = 64;
 const MAX_VALUE_SIZE: u64 = 4 * 1024 * 1024;
 /// `load.concurrency` when absent.
 const DEFAULT_CONCURRENCY: u64 = 16;
+/// The most ops in flight an open loop sizes itself for, and the largest `client.pool`: each
+/// in-flight slot is a task with its own buffers (a few KiB).
+pub const MAX_IN_FLIGHT: usize = 16_384;
 /// The shortest histogram interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -138,7 +141,7 @@ impl Resolver<'_> {
             self.chaos_fits(plan, span, &load, &cluster)?;
         }
         let chaos = chaos.map(|(plan, _)| plan);
-        let client = self.client(raw.client.unwrap_or_default())?;
+        let client = self.client(raw.client.unwrap_or_default(), &load)?;
         let keys = match raw.keys {
             Some(keys) => self.keys(keys.into_inner())?,
             None => Keys {
@@ -343,9 +346,10 @@ impl Resolver<'_> {
             }
             (Mode::Closed, None) => Pacing::Closed,
         };
-        let concurrency = match &raw.concurrency {
-            Some(c) => self.ranged(c, "load.concurrency", 1, 100_000)?,
-            None => DEFAULT_CONCURRENCY,
+        let concurrency = match (&raw.concurrency, pacing) {
+            (Some(c), _) => Some(self.ranged(c, "load.concurrency", 1, 100_000)? as usize),
+            (None, Pacing::Closed) => Some(DEFAULT_CONCURRENCY as usize),
+            (None, Pacing::Open { .. }) => None,
         };
         let connections = match &raw.connections {
             Some(c) => self.ranged(c, "load.connections", 1, 64)?,
@@ -362,15 +366,29 @@ impl Resolver<'_> {
             duration,
             warmup: raw.warmup.map_or(Duration::ZERO, |w| w.get_ref().0),
             pacing,
-            concurrency: concurrency as usize,
+            concurrency,
             connections: connections as usize,
             seed: raw.seed.unwrap_or(0),
             interval,
         })
     }
 
-    fn client(&self, raw: RawClient) -> Result<ClientPolicy, SpecError> {
+    fn client(&self, raw: RawClient, load: &Load) -> Result<ClientPolicy, SpecError> {
         let mut policy = ClientPolicy::default();
+        if let Some(pool) = &raw.pool {
+            let n = self.ranged(pool, "client.pool", 1, MAX_IN_FLIGHT as u64)?;
+            match load.pacing {
+                Pacing::Closed => {
+                    let message = "only for mode = \"open\": in a closed loop `load.concurrency` is the number of ops in flight, which is the pool";
+                    return Err(self.err(pool.span(), "client.pool", message));
+                }
+                Pacing::Open { .. } if load.concurrency.is_some() => {
+                    let message = "set either `client.pool` (the application's pool, whose queueing is reported apart) or `load.concurrency` (slotstorm's own limit on ops in flight), not both";
+                    return Err(self.err(pool.span(), "client.pool", message));
+                }
+                Pacing::Open { .. } => policy.pool = Some(n as usize),
+            }
+        }
         if let Some(timeout) = raw.timeout {
             if timeout.get_ref().0.is_zero() {
                 return Err(self.err(

@@ -142,7 +142,7 @@ fn a_minimal_file_gets_the_defaults() {
             duration: Duration::from_secs(5),
             warmup: Duration::ZERO,
             pacing: Pacing::Closed,
-            concurrency: 16,
+            concurrency: Some(16),
             connections: 1,
             seed: 0,
             interval: Duration::from_secs(1),

@@ -113,6 +113,8 @@ fn crafted() -> (History, Vec<FaultReport>) {
         elected_log_us: Some(12_380_000),
         converged_us: Some(12_450_000),
         client_recovered_us: Some(14_820_000),
+        backlog_drained_us: None,
+        delayed_sends: 0,
         disruption_threshold_us: 100_000,
         acked_on_victim_slots_before_election: 0,
         victim_slots: Impact {
@@ -136,6 +138,8 @@ fn crafted() -> (History, Vec<FaultReport>) {
         elected_log_us: None,
         converged_us: None,
         client_recovered_us: Some(26_100_000),
+        backlog_drained_us: None,
+        delayed_sends: 0,
         victim_slots: Impact { error_windows: vec![], disruption_windows: vec![window(24 * S, 26_100_000)] },
         ..kill.clone()
     };
@@ -263,6 +267,8 @@ fn many_op_kinds_an_unhealed_restart_and_a_report_without_events_still_plot() {
         began_us: 28 * S - 300_000,
         healed_us: None,
         client_recovered_us: None,
+        backlog_drained_us: None,
+        delayed_sends: 0,
         ..faults[1].clone()
     });
     assert_eq!(write_plots(&dir, &history, &faults).unwrap().len(), 8);
