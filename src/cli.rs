@@ -296,6 +296,12 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     let report = crate::run::run(&workload, &opts).await?;
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
+    if report.schedule.rate.is_some() {
+        println!("{}", crate::report::html::schedule_line(&report.schedule));
+    }
+    if let Some(w) = &report.schedule.warning {
+        println!("warning: {w}");
+    }
     print!("{}", crate::report::fault_lines(&report.faults));
     print!("{}", crate::report::operation_lines(&report.operations));
     print!("{}", crate::report::lost_write_lines(&report.lost_writes, &report.faults));

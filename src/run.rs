@@ -161,6 +161,8 @@ pub struct RunReport {
     pub history: History,
     /// The signal that cut the run short, if one did.
     pub interrupted: Option<&'static str>,
+    /// How the driver kept its schedule.
+    pub schedule: check::schedule::ScheduleReport,
     /// Each fault, measured.
     pub faults: Vec<FaultReport>,
     /// Each topology operation, measured.
@@ -449,6 +451,7 @@ async fn drive_and_record(
     history.events.sort_by_key(|e| e.at_us);
     let faults = check::failover::fault_reports(&history, &FailoverConfig::default());
     let chaos_errors = check::chaos_errors(&history.events);
+    let schedule = check::schedule::schedule_report(&history, plan.pacing, plan.in_flight);
     let operations = check::operations::operation_reports(&history);
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     let interrupted = *signal.lock().expect("signal lock");
@@ -478,9 +481,11 @@ async fn drive_and_record(
         lost_writes: (!lost_writes.is_empty()).then(|| lost_writes.iter().map(LostWrites::lost).sum()),
         over_admissions: (!over_admissions.is_empty())
             .then(|| over_admissions.iter().map(|o| o.over_windows).sum()),
+        send_lag_max_us: Some(schedule.send_lag_max_us),
     };
     let verdicts = check::slo::evaluate(&workload.slo, &history, &faults, &measured);
     let findings = report::Findings {
+        schedule: &schedule,
         faults: &faults,
         operations: &operations,
         lost_writes: &lost_writes,
@@ -496,6 +501,7 @@ async fn drive_and_record(
         dir,
         history,
         interrupted,
+        schedule,
         faults,
         operations,
         lost_writes,

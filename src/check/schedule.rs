@@ -71,8 +71,10 @@ pub fn schedule_report(history: &History, pacing: Pacing, in_flight: InFlight) -
     let late_ops = measured().filter(|o| o.send_lag_us() > LAG_WARNING_US).count() as u64;
     let saturated = saturation(history.ops.iter());
     let queued_ops = measured().filter(|o| queued(o)).count() as u64;
-    let q = |p: f64| if lag.is_empty() { 0 } else { lag.value_at_quantile(p) };
-    let (send_lag_p50_us, send_lag_p99_us, send_lag_max_us) = (q(0.5), q(0.99), lag.max());
+    // Lag is recorded from 1 µs up: an op sent on time shows as 0.
+    let on_time = |v: u64| if v <= 1 { 0 } else { v };
+    let q = |p: f64| if lag.is_empty() { 0 } else { on_time(lag.value_at_quantile(p)) };
+    let (send_lag_p50_us, send_lag_p99_us, send_lag_max_us) = (q(0.5), q(0.99), on_time(lag.max()));
     let (pacing_name, rate) = match pacing {
         Pacing::Open { rate } => ("open", Some(rate)),
         Pacing::Closed => ("closed", None),

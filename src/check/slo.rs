@@ -27,6 +27,8 @@ pub struct Measured {
     pub lost_writes: Option<u64>,
     /// Rate-limit windows that admitted more than the limit.
     pub over_admissions: Option<u64>,
+    /// The largest send lag of a measured op, µs ([`super::schedule`]).
+    pub send_lag_max_us: Option<u64>,
 }
 
 /// A verdict's outcome.
@@ -77,7 +79,7 @@ pub struct Verdict {
 /// Judge every limit `slo` sets against `history`, its `faults` (from
 /// [`fault_reports`](super::failover::fault_reports)) and what other checkers `measured`.
 /// The order: the per-fault limits (fault by fault), lost writes, over-admissions,
-/// throughput, then `p99` and `p99_9` in file order. An empty `slo` gives no verdicts.
+/// throughput, send lag, then `p99` and `p99_9` in file order. An empty `slo` gives no verdicts.
 pub fn evaluate(slo: &Slo, history: &History, faults: &[FaultReport], measured: &Measured) -> Vec<Verdict> {
     let mut out = Vec::new();
     let per_fault = [
@@ -115,6 +117,13 @@ pub fn evaluate(slo: &Slo, history: &History, faults: &[FaultReport], measured: 
     }
     if let Some(limit) = slo.min_throughput {
         out.push(throughput(limit, history));
+    }
+    if let Some(limit) = slo.max_send_lag {
+        let (observed, outcome) = match measured.send_lag_max_us {
+            None => ("not measured".to_string(), Outcome::Unknown),
+            Some(us) => (format_us(us), pass_if(us <= limit.as_micros() as u64)),
+        };
+        out.push(verdict("max_send_lag".into(), "max_send_lag".into(), at_most(limit), observed, outcome));
     }
     if !slo.p99.is_empty() || !slo.p99_9.is_empty() {
         let steady = steady_state(history, faults);

@@ -28,6 +28,8 @@ pub struct Shard {
 
 /// What the checkers found, as `run.json` records it.
 pub struct Findings<'a> {
+    /// How the driver kept its schedule.
+    pub schedule: &'a crate::check::schedule::ScheduleReport,
     /// Each fault, measured.
     pub faults: &'a [FaultReport],
     /// Each topology operation, measured.
@@ -71,6 +73,7 @@ pub fn write_results(
     samples: &[NodeSample],
 ) -> io::Result<()> {
     let mut run = run_json(history, meta);
+    run["schedule"] = serde_json::to_value(findings.schedule)?;
     run["faults"] = serde_json::to_value(findings.faults)?;
     run["operations"] = serde_json::to_value(findings.operations)?;
     run["lost_writes"] = serde_json::to_value(findings.lost_writes)?;
@@ -208,7 +211,7 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
     for c in ErrorClass::ALL {
         write!(f, ",{}", c.name())?;
     }
-    writeln!(f, ",moved_followed,ask_followed,p50_us,p99_us,max_us")?;
+    writeln!(f, ",moved_followed,ask_followed,p50_us,p99_us,max_us,send_lag_p99_us,send_lag_max_us,queued")?;
     for interval in &history.intervals {
         let start_s = (history.interval * interval.index).as_secs_f64();
         let warmup = history.in_warmup(interval.index);
@@ -225,7 +228,11 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
                 write!(f, ",{n}")?;
             }
             let (p50, p99) = (s.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.99));
-            writeln!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
+            write!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
+            // Send lag is recorded from 1 µs up: an op sent on time shows as 0.
+            let lag = |v: u64| if v <= 1 { 0 } else { v };
+            let lag_p99 = lag(s.send_lag.value_at_quantile(0.99));
+            writeln!(f, ",{lag_p99},{},{}", lag(s.send_lag.max()), s.queued)?;
         }
     }
     f.flush()

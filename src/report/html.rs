@@ -264,6 +264,11 @@ pub fn write_reports(
     let lost = lost_lines(run);
     let events = timeline(history);
     let chaos_errors = crate::check::chaos_errors(&history.events);
+    // Folders written before the schedule block have none: their schedule is unknown.
+    let schedule: Option<crate::check::schedule::ScheduleReport> =
+        serde_json::from_value(run["schedule"].clone()).ok();
+    let schedule_warning = schedule.as_ref().and_then(|s| s.warning.clone());
+    let schedule_line = schedule.as_ref().map(schedule_line);
 
     let mut h = String::new();
     let _ = write!(
@@ -283,6 +288,12 @@ pub fn write_reports(
             let _ = write!(h, "<li>{}</li>", esc(l));
         }
         h.push_str("</ul>");
+    }
+    if let Some(w) = &schedule_warning {
+        let _ = write!(h, "<p class=\"fail\">Warning: {}</p>", esc(w));
+    }
+    if let Some(l) = &schedule_line {
+        let _ = write!(h, "<p>{}</p>", esc(l));
     }
     if !verdicts.is_empty() {
         h.push_str("<h2>SLOs</h2>");
@@ -334,6 +345,12 @@ pub fn write_reports(
         }
         m.push('\n');
     }
+    if let Some(w) = &schedule_warning {
+        let _ = writeln!(m, "**Warning:** {w}\n");
+    }
+    if let Some(l) = &schedule_line {
+        let _ = writeln!(m, "{l}\n");
+    }
     if !verdicts.is_empty() {
         m.push_str("## SLOs\n\n");
         md_table(&mut m, ["SLO", "limit", "observed", "verdict", "kind"], &verdicts);
@@ -364,4 +381,32 @@ pub fn write_reports(
         }
     }
     std::fs::write(dir.join("summary.md"), m)
+}
+
+/// `Schedule: open loop at 1000 ops/s, at most 4125 in flight (sized); send lag p99 0.8 ms,
+/// max 3.1 ms; no op waited for an in-flight slot.`
+pub fn schedule_line(s: &crate::check::schedule::ScheduleReport) -> String {
+    use crate::spec::LimitSource;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let limit = match s.limit_source {
+        LimitSource::Workers => format!("{} workers", s.in_flight_limit),
+        LimitSource::Pool => format!("application pool of {}", s.in_flight_limit),
+        LimitSource::Set => format!("at most {} in flight (load.concurrency)", s.in_flight_limit),
+        LimitSource::Sized => {
+            format!("at most {} in flight (sized for the rate and client policy)", s.in_flight_limit)
+        }
+    };
+    let pacing = match s.rate {
+        Some(rate) => format!("open loop at {rate} ops/s"),
+        None => "closed loop".to_string(),
+    };
+    let queued = match s.queued_ops {
+        0 => "no op waited for an in-flight slot".to_string(),
+        n => format!("{n} ops waited for an in-flight slot"),
+    };
+    format!(
+        "Schedule: {pacing}, {limit}; send lag p99 {:.1} ms, max {:.1} ms; {queued}.",
+        ms(s.send_lag_p99_us),
+        ms(s.send_lag_max_us)
+    )
 }

@@ -91,6 +91,9 @@ pub fn fault_lines(faults: &[FaultReport]) -> String {
             Some(r) => format!("client recovered {r}"),
             None => "clients saw no disruption".to_string(),
         });
+        if let Some(b) = rel(f.backlog_drained_us) {
+            phases.push(format!("backlog drained {b} ({} sends delayed)", f.delayed_sends));
+        }
         let _ = writeln!(
             out,
             "{} {} at {:.1}s: {}; {}",

@@ -69,6 +69,7 @@
 //! max_lost_writes = 0          # lost acknowledged writes
 //! max_over_admissions = 0      # rate-limit windows over the limit
 //! min_throughput = 900         # successful ops/s over the measured part
+//! max_send_lag = "50ms"        # the latest an op may be sent after its intended start
 //! [slo.p99]                    # steady-state p99 per op name (names must be ops)
 //! get = "5ms"
 //! [slo.p99_9]                  # the same for p99.9
@@ -145,6 +146,9 @@ pub struct Slo {
     /// The fewest completed ops per second (every op, every outcome) over the measured
     /// part of the run; finite and above 0.
     pub min_throughput: Option<f64>,
+    /// The latest any measured op may be sent after its intended start (the driver's or
+    /// the application pool's send lag; a closed loop sends every op when it means to).
+    pub max_send_lag: Option<Duration>,
     /// Steady-state p99 per op, in file order: `(op name, limit)`; every name is an op of
     /// the workload, each at most once, every limit above 0.
     pub p99: Vec<(String, Duration)>,

@@ -179,6 +179,8 @@ pub(super) struct RawSlo {
     pub max_lost_writes: Option<u64>,
     /// Most rate-limit windows over the limit.
     pub max_over_admissions: Option<u64>,
+    /// Open loop: the latest any op may be sent after its intended start.
+    pub max_send_lag: Option<Spanned<RawDuration>>,
     /// Fewest ops per second over the measured part.
     pub min_throughput: Option<Spanned<f64>>,
     /// `[slo.p99]`: steady-state p99 per op name. Keys are plain strings so that serde names

@@ -515,7 +515,7 @@ fn an_slo_table_resolves_in_file_order() {
     let text = format!(
         "{LOAD}{OP}[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k\", \"v\"]\n\
          [slo]\nmax_failover = \"10s\"\nmax_disruption = \"5s\"\nmax_error_window = \"3s\"\n\
-         max_lost_writes = 0\nmax_over_admissions = 2\nmin_throughput = 900\n\
+         max_lost_writes = 0\nmax_over_admissions = 2\nmin_throughput = 900\nmax_send_lag = \"50ms\"\n\
          p99_9 = {{ get = \"20ms\" }}\n[slo.p99]\nset = \"7ms\"\nget = \"5ms\"\n"
     );
     let w = ok(&text);
@@ -528,6 +528,7 @@ fn an_slo_table_resolves_in_file_order() {
             max_lost_writes: Some(0),
             max_over_admissions: Some(2),
             min_throughput: Some(900.0),
+            max_send_lag: Some(Duration::from_millis(50)),
             p99: vec![("set".into(), Duration::from_millis(7)), ("get".into(), Duration::from_millis(5))],
             p99_9: vec![("get".into(), Duration::from_millis(20))],
         }
@@ -576,4 +577,35 @@ fn slo_errors_are_placed() {
     // A dotted key at the top level: the column is the op name's.
     let err = load_err("slo-dotted", &format!("slo.p99.put = \"1ms\"\n{LOAD}{OP}"));
     assert_prefix(&err, "w.toml:1:9: slo.p99.put: no op is called \"put\"");
+}
+
+#[test]
+fn open_loop_in_flight_is_sized_from_rate_and_policy_unless_a_pool_or_limit_sets_it() {
+    use crate::spec::{InFlight, LimitSource};
+    let open = "[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 1000\n";
+    // 3 attempts of 1 s and backoffs of 100 + 200 ms: 3.3 s at 1000 ops/s, a quarter more.
+    let w = ok(&format!("{open}[client]\ntimeout = \"1s\"\nretries = 2\n{OP}"));
+    assert_eq!(w.client.worst_op_time(), Duration::from_millis(3300));
+    assert_eq!(w.in_flight(), InFlight { limit: 4125, source: LimitSource::Sized });
+    let w = ok(&format!("{open}concurrency = 64\n{OP}"));
+    assert_eq!(w.in_flight(), InFlight { limit: 64, source: LimitSource::Set });
+    let w = ok(&format!("{open}[client]\npool = 32\n{OP}"));
+    assert_eq!(w.in_flight(), InFlight { limit: 32, source: LimitSource::Pool });
+    let w = ok(&format!("[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 1e9\n{OP}"));
+    assert_eq!(w.in_flight().limit, crate::spec::MAX_IN_FLIGHT, "capped");
+    let w = ok(&format!("[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 1\n{OP}"));
+    assert_eq!(w.in_flight().limit, 16, "at least 16");
+    let w = ok(&format!("[load]\nduration = \"10s\"\n{OP}"));
+    assert_eq!(w.in_flight(), InFlight { limit: 16, source: LimitSource::Workers });
+}
+
+#[test]
+fn a_pool_is_refused_in_a_closed_loop_and_beside_an_in_flight_limit() {
+    let err = load_err("closed", &format!("[load]\nduration = \"10s\"\n[client]\npool = 8\n{OP}"));
+    assert!(err.starts_with("w.toml:4:8: client.pool: only for mode = \"open\""), "{err}");
+    let text = format!(
+        "[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 10\nconcurrency = 4\n[client]\npool = 8\n{OP}"
+    );
+    let err = load_err("both", &text);
+    assert!(err.starts_with("w.toml:7:8: client.pool: set either `client.pool`"), "{err}");
 }

@@ -264,7 +264,7 @@ fn counts_are_unknown_until_measured() {
     let slo = Slo { max_lost_writes: Some(0), max_over_admissions: Some(2), ..Slo::default() };
     let v = evaluate(&slo, &h, &faults, &Measured::default());
     assert!(v.iter().all(|v| v.outcome == Outcome::Unknown && v.observed == "not measured"), "{v:#?}");
-    let measured = Measured { lost_writes: Some(3), over_admissions: Some(2) };
+    let measured = Measured { lost_writes: Some(3), over_admissions: Some(2), send_lag_max_us: None };
     let v = evaluate(&slo, &h, &faults, &measured);
     let got: Vec<_> =
         v.iter().map(|v| (v.name.as_str(), v.limit.as_str(), v.observed.as_str(), v.outcome)).collect();
@@ -275,6 +275,19 @@ fn counts_are_unknown_until_measured() {
             ("max_over_admissions", "≤ 2", "2 windows over the limit", Outcome::Pass),
         ]
     );
+}
+
+#[test]
+fn send_lag_is_judged_on_the_largest_lag_and_unknown_unmeasured() {
+    let (h, faults) = kill();
+    let slo = Slo { max_send_lag: Some(Duration::from_millis(50)), ..Slo::default() };
+    let judged = |lag: Option<u64>| {
+        let v = evaluate(&slo, &h, &faults, &Measured { send_lag_max_us: lag, ..Measured::default() });
+        (v[0].observed.clone(), v[0].outcome)
+    };
+    assert_eq!(judged(None), ("not measured".to_string(), Outcome::Unknown));
+    assert_eq!(judged(Some(50_000)).1, Outcome::Pass, "the limit is inclusive");
+    assert_eq!(judged(Some(50_001)).1, Outcome::Fail);
 }
 
 #[test]

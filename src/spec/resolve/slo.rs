@@ -37,6 +37,7 @@ impl Resolver<'_> {
             max_lost_writes: raw.max_lost_writes,
             max_over_admissions: raw.max_over_admissions,
             min_throughput,
+            max_send_lag: duration(raw.max_send_lag),
             p99: self.percentile_limits("p99", raw.p99, ops)?,
             p99_9: self.percentile_limits("p99_9", raw.p99_9, ops)?,
         })
