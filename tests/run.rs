@@ -143,7 +143,7 @@ args = ["100", "60", "$now"]
     assert!(noscript.clone().count() >= 1 && noscript.clone().all(|e| !e.last));
 
     // An independent reader (HdrHistogram's Python port) agrees with run.json.
-    let out = Command::new("python3")
+    let out = Command::new(common::venv_python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hlog_read.py"))
         .arg(report.dir.join("latency.hlog"))
         .arg(run["warmup_s"].to_string())

@@ -133,6 +133,19 @@ impl Drop for TempDir {
     }
 }
 
+/// The tests' Python: the repo's `.venv`, where scripts/setup installs the pinned packages of
+/// `tests/requirements.txt` (HdrHistogram's port, the seed's redis-py). Panics, saying to run
+/// scripts/setup, when it is missing.
+pub fn venv_python() -> std::path::PathBuf {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup, which makes the venv and installs tests/requirements.txt",
+        python.display()
+    );
+    python
+}
+
 /// A `[cluster]` table pointing a workload at `tc` as an external cluster.
 pub fn external_cluster_toml(tc: &TestCluster) -> String {
     let seeds: Vec<String> = tc.addrs().iter().map(|a| format!("\"{a}\"")).collect();
