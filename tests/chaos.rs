@@ -18,6 +18,11 @@ use slotstorm::spec;
 /// Run a workload of SETs on `{user:$id}` keys at 1000 ops/s with `cluster` settings and
 /// one `fault`, on its own embedded cluster, and check nothing is left afterwards.
 async fn run_with_fault(tag: &str, cluster: &str, seconds: u32, fault: &str) -> RunReport {
+    run_with_client(tag, cluster, seconds, fault, "").await
+}
+
+/// [`run_with_fault`] with more `[client]` settings.
+async fn run_with_client(tag: &str, cluster: &str, seconds: u32, fault: &str, client: &str) -> RunReport {
     let dir = TempDir::new(tag);
     dir.write("chaos.toml", fault);
     let workload = format!(
@@ -32,10 +37,10 @@ duration = "{seconds}s"
 warmup = "1s"
 mode = "open"
 rate = 1000
-concurrency = 64
 
 [client]
 timeout = "500ms"
+{client}
 
 [keys]
 count = 10000
@@ -412,4 +417,35 @@ batch = 50
     // So the fault's windows put the errors on the victim's slots and none elsewhere.
     assert!(fault.victim_slots.errors() > 50, "{fault:?}");
     assert_eq!(fault.other_slots.errors(), 0, "{fault:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_pool_that_fills_during_a_kill_is_reported_apart_from_the_failover() {
+    // 64 ops in flight at most, each waiting up to 500 ms for the dead primary: at 1000
+    // ops/s the pool fills within the first 500 ms of the kill and stays full until ops to
+    // the victim's slots fail fast (CLUSTERDOWN) or go to the new primary.
+    let report = run_with_client("pool", "node_timeout = \"1s\"", 14, KILL, "pool = 64").await;
+    let f = only_fault(&report);
+    let s = &report.schedule;
+    assert_eq!((s.in_flight_limit, s.limit_source), (64, slotstorm::spec::LimitSource::Pool));
+    assert!(s.queued_ops > 0, "{s:?}");
+    // The kill's stretch is the longest (the first connections may fill it for a moment at
+    // the start, too).
+    let full = s.saturated.iter().max_by_key(|w| w.ops).expect("the pool filled");
+    assert!(
+        full.start_us >= f.t0_us && full.start_us < f.t0_us + 1_000_000,
+        "filled after the kill: {s:?} t0 {}",
+        f.t0_us
+    );
+    let elected = f.elected_us.expect("a replica was promoted");
+    assert!(full.end_us > elected && full.end_us <= elected + 3_000_000, "drained after the election: {s:?}");
+    assert!(
+        s.warning.as_deref().unwrap_or("").starts_with("the application pool of 64 was full at"),
+        "{s:?}"
+    );
+    // The queueing shows as backlog, and the failover figures leave it out.
+    let drained = f.backlog_drained_us.expect("the backlog drained");
+    assert!(drained > f.t0_us && f.delayed_sends > 0, "{f:?}");
+    let recovered = f.client_recovered_us.expect("the client recovered");
+    assert!(recovered <= elected + 3_000_000, "recovered {recovered}, elected {elected}");
 }
