@@ -41,7 +41,7 @@ pub struct ScheduleReport {
     pub late_ops: u64,
     /// Measured ops that waited at least 1 ms for a free in-flight slot.
     pub queued_ops: u64,
-    /// When every in-flight slot was taken: stretches of queued ops, in order.
+    /// When every in-flight slot was taken: stretches of queued measured ops, in order.
     pub saturated: Vec<Saturation>,
     /// One line for people when the schedule was not kept, else none.
     pub warning: Option<String>,
@@ -69,7 +69,7 @@ pub fn schedule_report(history: &History, pacing: Pacing, in_flight: InFlight) -
     let warmup_us = history.warmup.as_micros() as u64;
     let measured = || history.ops.iter().filter(|o| o.start_us >= warmup_us);
     let late_ops = measured().filter(|o| o.send_lag_us() > LAG_WARNING_US).count() as u64;
-    let saturated = saturation(history.ops.iter());
+    let saturated = saturation(measured());
     let queued_ops = measured().filter(|o| queued(o)).count() as u64;
     // Lag is recorded from 1 µs up: an op sent on time shows as 0.
     let on_time = |v: u64| if v <= 1 { 0 } else { v };

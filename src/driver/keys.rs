@@ -2,6 +2,8 @@
 //! it writes. Each worker has its own generator seeded from the workload's seed and the
 //! worker's number, so a run's choices are reproducible and workers never share a lock.
 
+use std::sync::Arc;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -63,6 +65,9 @@ pub struct KeySpace {
     zipf: Option<Zipf>,
     value_min: usize,
     value_max: usize,
+    /// Random letters every value is a slice of, shared by every worker: an open loop may
+    /// have thousands of workers, and values may be megabytes long.
+    value_pool: Arc<[u8]>,
 }
 
 impl KeySpace {
@@ -73,29 +78,30 @@ impl KeySpace {
             Distribution::Zipfian { theta } => Some(Zipf::new(count, theta)),
             _ => None,
         };
-        KeySpace { count, kind, zipf, value_min, value_max: value_max.max(value_min) }
+        let value_max = value_max.max(value_min);
+        let value_pool = {
+            // Values are slices of one random pool: random bytes without generating them
+            // per op. The values' bytes carry no meaning, so the pool's seed is fixed.
+            let mut rng = SmallRng::seed_from_u64(0xA5A5);
+            let mut pool = vec![0u8; value_max * 2 + 64];
+            rng.fill_bytes(&mut pool);
+            for b in &mut pool {
+                *b = b'a' + (*b % 26);
+            }
+            pool.into()
+        };
+        KeySpace { count, kind, zipf, value_min, value_max, value_pool }
     }
 
     /// Worker `worker` of `workers`'s chooser, seeded from `seed`.
     pub fn chooser(&self, seed: u64, worker: usize, workers: usize) -> KeyChooser {
         let mixed = seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let value_pool = {
-            // Values are slices of one random pool: random bytes without generating them
-            // per op.
-            let mut rng = SmallRng::seed_from_u64(mixed ^ 0xA5A5);
-            let mut pool = vec![0u8; self.value_max * 2 + 64];
-            rng.fill_bytes(&mut pool);
-            for b in &mut pool {
-                *b = b'a' + (*b % 26);
-            }
-            pool
-        };
         KeyChooser {
+            value_pool: self.value_pool.clone(),
             space: self.clone(),
             rng: SmallRng::seed_from_u64(mixed),
             next_sequential: worker as u64 % self.count,
             stride: workers.max(1) as u64,
-            value_pool,
         }
     }
 }
@@ -106,7 +112,7 @@ pub struct KeyChooser {
     rng: SmallRng,
     next_sequential: u64,
     stride: u64,
-    value_pool: Vec<u8>,
+    value_pool: Arc<[u8]>,
 }
 
 impl KeyChooser {

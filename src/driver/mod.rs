@@ -20,7 +20,7 @@ pub mod router;
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::SmallRng;
@@ -73,6 +73,8 @@ struct Schedule {
     next: AtomicU64,
     /// Ops per second.
     rate: f64,
+    /// Workers with an op in flight.
+    busy: AtomicUsize,
 }
 
 impl Schedule {
@@ -149,7 +151,9 @@ pub async fn drive(
         .collect();
     drop(tx);
     let schedule = match plan.pacing {
-        Pacing::Open { rate } => Some(Arc::new(Schedule { next: AtomicU64::new(0), rate })),
+        Pacing::Open { rate } => {
+            Some(Arc::new(Schedule { next: AtomicU64::new(0), rate, busy: AtomicUsize::new(0) }))
+        }
         Pacing::Closed => None,
     };
     let tasks: Vec<_> = (0..workers)
@@ -217,14 +221,19 @@ async fn worker(
     // more than MAX_RECORDERS workers, and then shared by few.
     let record =
         |f: &mut dyn FnMut(&mut Recorder)| f(&mut recorder.lock().unwrap_or_else(|e| e.into_inner()));
+    // Whether every other worker had an op in flight when this one's last op ended: then
+    // the op it claims next, if already due, waited for a free worker (the limit was full).
+    let mut all_busy = false;
     loop {
         if stop.stopped() {
             break;
         }
         let (intended, queued) = match &schedule {
             Some(schedule) => {
-                // Claimed the moment this worker is free: an op claimed after it was due
-                // waited for a free worker (every one of them had an op in flight).
+                // Claimed the moment this worker is free: an op claimed after it was due,
+                // when every other worker was busy, waited for a free worker. (A worker
+                // that has not started yet is not busy: at the start, ops due before the
+                // workers first run are late, not queued.)
                 let at = schedule.claim();
                 if at >= plan.duration {
                     break;
@@ -243,7 +252,9 @@ async fn worker(
                         _ = stopped => break,
                     }
                 }
-                (at, claimed.saturating_sub(at))
+                schedule.busy.fetch_add(1, Ordering::Relaxed);
+                let queued = if all_busy { claimed.saturating_sub(at) } else { Duration::ZERO };
+                (at, queued)
             }
             None => {
                 let now = clock.start.elapsed();
@@ -319,6 +330,9 @@ async fn worker(
             reply,
         };
         record(&mut |r| r.record_op(op, end_us, moved, ask));
+        if let Some(schedule) = &schedule {
+            all_busy = schedule.busy.fetch_sub(1, Ordering::Relaxed) >= workers;
+        }
     }
 }
 
