@@ -131,7 +131,8 @@ fn operation_rows(ops: &[OperationReport]) -> Vec<[String; 9]> {
 
 const OP_HEAD: [&str; 8] = ["op", "count", "errors", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"];
 
-/// The events worth a line in the timeline: faults, failure marks, roles, states.
+/// The events worth a line in the timeline: faults, failure marks, roles, states, the
+/// driver's slot table.
 fn timeline(history: &History) -> Vec<(f64, String)> {
     history
         .events
@@ -163,6 +164,12 @@ fn timeline(history: &History) -> Vec<(f64, String)> {
                     None => format!("{node} is a {role}"),
                 },
                 EventKind::State { node, state } if e.at_us > 0 => format!("{node}: cluster_state {state}"),
+                // MOVED-driven changes come by the hundred during a reshard: events.jsonl
+                // has them.
+                EventKind::TableChanged { source, owners } if source != "moved" => {
+                    let owners: Vec<String> = owners.iter().map(|(n, c)| format!("{n} {c}")).collect();
+                    format!("driver's slot table ({source}): {}", owners.join(", "))
+                }
                 EventKind::Reachable { node, reachable } => {
                     format!("{node} {}", if *reachable { "answers again" } else { "stops answering" })
                 }
