@@ -140,6 +140,7 @@ mod tests {
             elected_node: None,
             elected_log_us: None,
             converged_us: None,
+            learned_us: None,
             client_recovered_us: None,
             disruption_threshold_us: 0,
             acked_on_victim_slots_before_election: 0,

@@ -46,7 +46,7 @@ fn op_rows(run: &Value) -> Vec<[String; 8]> {
 }
 
 /// Rows of the fault table.
-fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
+fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 10]> {
     faults
         .iter()
         .map(|f| {
@@ -60,6 +60,7 @@ fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
                     None => "no failover".into(),
                 },
                 secs(f.converged_us, t0),
+                secs(f.learned_us, t0),
                 secs(f.client_recovered_us, t0),
                 format!(
                     "{:.2}s / {} errors",
@@ -77,12 +78,13 @@ fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
         .collect()
 }
 
-const FAULT_HEAD: [&str; 9] = [
+const FAULT_HEAD: [&str; 10] = [
     "fault",
     "t0",
     "detected",
     "elected",
     "converged",
+    "client learned",
     "client recovered",
     "victim slots: error window",
     "other slots: error window",

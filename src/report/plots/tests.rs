@@ -112,6 +112,7 @@ fn crafted() -> (History, Vec<FaultReport>) {
         elected_node: Some("redis-6".into()),
         elected_log_us: Some(12_380_000),
         converged_us: Some(12_450_000),
+        learned_us: Some(12_420_000),
         client_recovered_us: Some(14_820_000),
         disruption_threshold_us: 100_000,
         acked_on_victim_slots_before_election: 0,
@@ -135,6 +136,7 @@ fn crafted() -> (History, Vec<FaultReport>) {
         elected_node: None,
         elected_log_us: None,
         converged_us: None,
+        learned_us: None,
         client_recovered_us: Some(26_100_000),
         victim_slots: Impact { error_windows: vec![], disruption_windows: vec![window(24 * S, 26_100_000)] },
         ..kill.clone()
