@@ -24,10 +24,10 @@ use crate::cluster::{self, ClusterError};
 use crate::driver::keys::KeySpace;
 use crate::driver::readback;
 use crate::driver::render::Renderer;
-use crate::driver::router::Router;
+use crate::driver::router::{Router, TableChange};
 use crate::driver::{self, DriverPlan, RunClock, Stop};
 use crate::embedded::{self, UpError};
-use crate::history::{Aggregator, History};
+use crate::history::{Aggregator, EventKind, History};
 use crate::nemesis::{self, inject};
 use crate::observe::{self, EventLog, ObserverConfig, Samples, logs};
 use crate::report::{self, RunMeta, Shard};
@@ -379,6 +379,10 @@ async fn drive_and_record(
         dir.display()
     );
     let events: EventLog = Arc::default();
+    // The driver's own slot table: when it learned of each change (kept until the load
+    // stops; changes are few, MOVED ones coalesced).
+    let (table_tx, mut table_changes) = tokio::sync::mpsc::unbounded_channel();
+    router.report_changes(table_tx);
     let samples: Samples = Arc::default();
     let observers_stop = Arc::new(Stop::default());
     let mut background = Vec::new();
@@ -429,13 +433,17 @@ async fn drive_and_record(
     let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock, opts.progress_label.clone()));
     let mut history = driver::drive(plan.clone(), router.clone(), clock, stop.clone(), live).await;
     progress.abort();
+    router.flush_table_changes();
     // The nemesis heals by the end of the run on its own (or at once after a stop); wait
     // for it, so no fault outlives the run.
     // Operations may add and remove nodes: from here on, the cluster is what it is now.
     let mut seeds = seeds.to_vec();
+    let mut names = names.clone();
     if let Some((n, op)) = nemesis {
         let _ = n.await;
         seeds = op.cluster().addrs();
+        // Operations may have added nodes: name them as the operator does.
+        names.extend(op.cluster().names());
         // After Ctrl-C the user wants out: the repair is left to `slotstorm cluster fix`.
         let stopped = signal.lock().expect("signal lock").is_some();
         if workload.chaos.as_ref().is_some_and(|c| !c.operations.is_empty()) && !stopped {
@@ -447,6 +455,7 @@ async fn drive_and_record(
     for task in background {
         task.abort();
     }
+    record_table_changes(&mut table_changes, &clock, &names, &events);
     history.events = std::mem::take(&mut *events.lock().expect("event log lock"));
     history.events.sort_by_key(|e| e.at_us);
     let faults = check::failover::fault_reports(&history, &FailoverConfig::default());
@@ -513,6 +522,26 @@ async fn drive_and_record(
 
 /// The heal step after topology operations: once the cluster has settled, repair slots an
 /// operation left open (or uncovered) as `slotstorm cluster fix` does, and record it.
+/// Record the driver's slot-table changes received so far as `TableChanged` events at their
+/// run time, naming nodes as the run does (an address it has no name for stands as itself).
+fn record_table_changes(
+    changes: &mut tokio::sync::mpsc::UnboundedReceiver<TableChange>,
+    clock: &RunClock,
+    names: &HashMap<SocketAddr, String>,
+    events: &EventLog,
+) {
+    while let Ok(change) = changes.try_recv() {
+        let at_us = change.at.saturating_duration_since(clock.start).as_micros() as u64;
+        let mut owners: Vec<(String, u32)> = change
+            .owners
+            .iter()
+            .map(|(a, n)| (names.get(a).cloned().unwrap_or_else(|| a.to_string()), *n))
+            .collect();
+        owners.sort();
+        observe::emit(events, at_us, EventKind::TableChanged { source: change.source.name().into(), owners });
+    }
+}
+
 async fn repair_slots(seeds: &[SocketAddr], clock: &RunClock, events: &EventLog) {
     if let Err(e) = cluster::wait_agreed(seeds, SETTLE_TIMEOUT).await {
         tracing::warn!(error = %e, "The cluster has not settled after the operations; checking its slots anyway.");

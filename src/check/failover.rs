@@ -1,7 +1,8 @@
 //! Failover phases per fault, from one history: `t0` (injected), `detected` (a node marks
 //! the victim failed), `elected` (a replica reports itself primary), `converged` (every
 //! other reachable node reports `cluster_state:ok` and the new owner), `client_recovered`
-//! (end of the client-visible disruption on the victim's slots), plus the error and
+//! (end of the client-visible disruption on the victim's slots), `learned` (the driver's own
+//! slot table names the new primary and no victim), plus the error and
 //! disruption windows on the victim's slots and, apart, on every other slot.
 
 use serde::Serialize;
@@ -100,6 +101,11 @@ pub struct FaultReport {
     pub elected_log_us: Option<u64>,
     /// Every other reachable node reports `cluster_state:ok` and the new primary.
     pub converged_us: Option<u64>,
+    /// The driver's slot table first named the elected node serving slots and no victim
+    /// serving any (a `TableChanged` event): when the client learned of the failover. Looked
+    /// for from `t0` on, not from `elected_us`: the poller sees the election up to a poll
+    /// later than it happened, and the driver may learn of it in between.
+    pub learned_us: Option<u64>,
     /// End of the client-visible disruption on the victims' slots (failed ops, and ops the
     /// client took longer than the threshold to complete from their send).
     pub client_recovered_us: Option<u64>,
@@ -199,6 +205,17 @@ fn one_fault(
         .map(|e| e.at_us);
     let converged_us =
         elected.as_ref().and_then(|(at, node)| converged(history, &victims, node, *at, horizon));
+    let learned_us = elected.as_ref().and_then(|(_, new_primary)| {
+        events().find_map(|e| match &e.kind {
+            EventKind::TableChanged { owners, .. }
+                if owners.iter().any(|(n, c)| n == new_primary && *c > 0)
+                    && !owners.iter().any(|(n, c)| is_victim(n) && *c > 0) =>
+            {
+                Some(e.at_us)
+            }
+            _ => None,
+        })
+    });
 
     let in_victim_slots = |o: &OpEvent| slots.iter().any(|&(a, b)| a <= o.slot && o.slot <= b);
     let threshold = disruption_threshold(history, config, t0);
@@ -250,6 +267,7 @@ fn one_fault(
         elected_node: elected.map(|(_, n)| n),
         elected_log_us,
         converged_us,
+        learned_us,
         client_recovered_us,
         backlog_drained_us,
         delayed_sends: late.len() as u64,
@@ -480,6 +498,51 @@ mod tests {
         assert_eq!(r.other_slots.error_windows.len(), 1);
         assert_eq!(r.failover_duration_us(), Some(1_301_000));
         assert_eq!(r.acked_on_victim_slots_before_election, 0);
+    }
+
+    fn table(at: u64, source: &str, o: &[(&str, u32)]) -> Event {
+        ev(
+            at,
+            EventKind::TableChanged {
+                source: s(source),
+                owners: o.iter().map(|(n, c)| (s(n), *c)).collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_client_learned_of_the_failover_when_its_table_named_the_new_primary_and_no_victim() {
+        let mut h = kill_history(vec![]);
+        h.events.extend([
+            table(0, "connect", &[("redis-1", 100), ("redis-2", 100)]),
+            // A refresh during the outage: same owners as before, the victim still listed.
+            table(10_500, "refresh", &[("redis-1", 99), ("redis-2", 101)]),
+            // The new primary beside the victim (a half-merged table) is not yet learned.
+            table(12_030, "moved", &[("redis-1", 50), ("redis-2", 100), ("redis-3", 50)]),
+            table(12_080, "refresh", &[("redis-2", 100), ("redis-3", 100)]),
+            table(12_500, "refresh", &[("redis-2", 101), ("redis-3", 99)]),
+        ]);
+        h.events.sort_by_key(|e| e.at_us);
+        let r = &fault_reports(&h, &FailoverConfig::default())[0];
+        assert_eq!(r.learned_us, Some(12_080_000));
+
+        // Learned before the poller saw the election (it polls): still the learning.
+        let mut early = kill_history(vec![]);
+        early.events.push(table(11_990, "refresh", &[("redis-2", 100), ("redis-3", 100)]));
+        early.events.sort_by_key(|e| e.at_us);
+        assert_eq!(fault_reports(&early, &FailoverConfig::default())[0].learned_us, Some(11_990_000));
+
+        // Never learned within the fault's horizon, or no failover at all: none.
+        let mut never = kill_history(vec![]);
+        never.events.push(table(25_000, "refresh", &[("redis-1", 100), ("redis-2", 100)]));
+        never.events.sort_by_key(|e| e.at_us);
+        assert_eq!(fault_reports(&never, &FailoverConfig::default())[0].learned_us, None);
+        let mut none = kill_history(vec![]);
+        none.events.retain(|e| !matches!(&e.kind, EventKind::Role { node, .. } if node == "redis-3"));
+        none.events.push(table(12_080, "refresh", &[("redis-2", 100), ("redis-3", 100)]));
+        none.events.sort_by_key(|e| e.at_us);
+        let r = &fault_reports(&none, &FailoverConfig::default())[0];
+        assert_eq!((r.elected_us, r.learned_us), (None, None));
     }
 
     #[test]

@@ -140,6 +140,7 @@ mod tests {
             elected_node: None,
             elected_log_us: None,
             converged_us: None,
+            learned_us: None,
             client_recovered_us: None,
             backlog_drained_us: None,
             delayed_sends: 0,

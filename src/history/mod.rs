@@ -319,6 +319,16 @@ pub enum EventKind {
         /// Each primary serving slots, with how many, sorted by name.
         owners: Vec<(String, u32)>,
     },
+    /// The driver installed a slot table that gives some slot a different owner: when the
+    /// client learned of a failover or a move (beside when the nodes did, in `Owners`).
+    TableChanged {
+        /// What installed it: `connect` (the table the driver started with), `refresh` (the
+        /// nodes' views) or `moved` (MOVED replies; several within 100 ms are recorded once,
+        /// as the table the last of them left).
+        source: String,
+        /// Each primary serving slots in the driver's table, with how many, sorted by name.
+        owners: Vec<(String, u32)>,
+    },
     /// A node stopped or started answering the observer.
     Reachable {
         /// The node.

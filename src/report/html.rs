@@ -46,7 +46,7 @@ fn op_rows(run: &Value) -> Vec<[String; 8]> {
 }
 
 /// Rows of the fault table.
-fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
+fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 10]> {
     faults
         .iter()
         .map(|f| {
@@ -60,6 +60,7 @@ fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
                     None => "no failover".into(),
                 },
                 secs(f.converged_us, t0),
+                secs(f.learned_us, t0),
                 secs(f.client_recovered_us, t0),
                 format!(
                     "{:.2}s / {} errors",
@@ -77,12 +78,13 @@ fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 9]> {
         .collect()
 }
 
-const FAULT_HEAD: [&str; 9] = [
+const FAULT_HEAD: [&str; 10] = [
     "fault",
     "t0",
     "detected",
     "elected",
     "converged",
+    "client learned",
     "client recovered",
     "victim slots: error window",
     "other slots: error window",
@@ -131,7 +133,8 @@ fn operation_rows(ops: &[OperationReport]) -> Vec<[String; 9]> {
 
 const OP_HEAD: [&str; 8] = ["op", "count", "errors", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"];
 
-/// The events worth a line in the timeline: faults, failure marks, roles, states.
+/// The events worth a line in the timeline: faults, failure marks, roles, states, the
+/// driver's slot table.
 fn timeline(history: &History) -> Vec<(f64, String)> {
     history
         .events
@@ -163,6 +166,12 @@ fn timeline(history: &History) -> Vec<(f64, String)> {
                     None => format!("{node} is a {role}"),
                 },
                 EventKind::State { node, state } if e.at_us > 0 => format!("{node}: cluster_state {state}"),
+                // MOVED-driven changes come by the hundred during a reshard: events.jsonl
+                // has them.
+                EventKind::TableChanged { source, owners } if source != "moved" => {
+                    let owners: Vec<String> = owners.iter().map(|(n, c)| format!("{n} {c}")).collect();
+                    format!("driver's slot table ({source}): {}", owners.join(", "))
+                }
                 EventKind::Reachable { node, reachable } => {
                     format!("{node} {}", if *reachable { "answers again" } else { "stops answering" })
                 }

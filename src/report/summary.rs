@@ -65,7 +65,7 @@ fn row(out: &mut String, name: &str, s: &OpStats, measured_s: f64) {
 }
 
 /// One line per fault, e.g. `kill redis-1 at 20.0s: detected +1.12s, elected +2.03s,
-/// converged +2.11s, client recovered +2.35s; error window 2.31s (4180 errors: 3012
+/// converged +2.11s, client learned +2.06s, client recovered +2.35s; error window 2.31s (4180 errors: 3012
 /// refused, 1168 clusterdown)`, then what the other slots saw.
 pub fn fault_lines(faults: &[FaultReport]) -> String {
     let mut out = String::new();
@@ -82,6 +82,10 @@ pub fn fault_lines(faults: &[FaultReport]) -> String {
                     phases.push(format!(
                         "converged {}",
                         rel(f.converged_us).unwrap_or_else(|| "not by the next fault".into())
+                    ));
+                    phases.push(format!(
+                        "client learned {}",
+                        rel(f.learned_us).unwrap_or_else(|| "not by the next fault".into())
                     ));
                 }
                 None => phases.push("no failover (no replica promoted)".to_string()),
