@@ -6,7 +6,7 @@
 //! failed, and every attempt's errors are reported.
 //!
 //! This runs once per op, so the usual case is kept cheap: the grouping buffers and the
-//! reply slots live in the worker's [`Connections`] and are reused from op to op, a
+//! reply slots live in the op's [`Attempt`] and are reused from op to op, a
 //! group's commands are copied as bytes from the rendered op into the connection's write
 //! buffer ([`super::conn`]), and every group of a round waits under one deadline.
 
@@ -97,9 +97,9 @@ pub struct ScriptSource {
     pub source: String,
 }
 
-/// What one attempt at a set of commands came to. A worker keeps one and [`attempt`]
-/// refills it.
-#[derive(Debug, Default)]
+/// What one attempt at a set of commands came to, with the buffers it used. An op borrows
+/// one for its life and [`attempt`] refills it.
+#[derive(Default)]
 pub struct Attempt {
     /// Commands (indexes into the op's list) that failed, with their failure and slot.
     pub failed: Vec<(usize, u16, Failure)>,
@@ -115,6 +115,8 @@ pub struct Attempt {
     /// last round: the shard whose reply the op waited for. For an op spanning shards it is
     /// the one a slow op is charged to.
     pub slowest: u16,
+    /// [`attempt`]'s per-round buffers, kept between ops (out only while an attempt runs).
+    rounds: Option<Rounds>,
 }
 
 /// One worker's connections, cached so the hot path takes no lock.
@@ -127,15 +129,13 @@ pub struct Connections {
     /// Connections that broke, by node and generation: the next use asks the router for a
     /// fresh one (lazily, so the op that met the break ends when it did).
     broken: Vec<(SocketAddr, u64)>,
-    /// [`attempt`]'s buffers, kept between ops (out only while an attempt runs).
-    rounds: Option<Rounds>,
 }
 
 impl Connections {
     /// A worker's cache over `router`, using connection `lane` of each node.
     pub fn new(router: Arc<Router>, lane: usize) -> Connections {
         let (epoch, table) = router.table();
-        Connections { router, epoch, table, lane, conns: Vec::new(), broken: Vec::new(), rounds: None }
+        Connections { router, epoch, table, lane, conns: Vec::new(), broken: Vec::new() }
     }
 
     /// The router behind the cache.
@@ -192,8 +192,8 @@ struct Group {
     members: Range<usize>,
 }
 
-/// What [`attempt`] needs per round, kept in the worker's [`Connections`] so that an op
-/// allocates none of it once the buffers have grown.
+/// What [`attempt`] needs per round, kept in the [`Attempt`] so that an op allocates none
+/// of it once the buffers have grown.
 #[derive(Default)]
 struct Rounds {
     /// Commands still to send: `(index, target, redirects so far)`.
@@ -240,7 +240,7 @@ pub async fn attempt(
     out.slowest = todo.first().map_or(0, |&i| cmds.slot(i));
     // Taken out for the attempt (and put back at the end) so that the rounds can use the
     // buffers and the connections at once.
-    let mut r = conns.rounds.take().unwrap_or_default();
+    let mut r = out.rounds.take().unwrap_or_default();
     r.pending.clear();
     r.pending.extend(todo.iter().map(|&i| (i, Target::Owner, 0)));
     while !r.pending.is_empty() {
@@ -336,7 +336,7 @@ pub async fn attempt(
             }
         }
     }
-    conns.rounds = Some(r);
+    out.rounds = Some(r);
 }
 
 /// Send every group at once, wait for all of them under one deadline (the client policy's

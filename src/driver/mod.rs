@@ -61,9 +61,29 @@ pub struct DriverPlan {
     pub renderer: Renderer,
 }
 
-/// Workers share recorders beyond this many: each recorder holds a histogram per op kind and
-/// interval (about 190 KiB each), and an open loop may have thousands of workers.
-const MAX_RECORDERS: usize = 64;
+/// Workers share groups beyond this many: each group's recorder holds a histogram per op kind
+/// and interval (about 190 KiB each), and an open loop may have thousands of workers.
+const MAX_GROUPS: usize = 64;
+
+/// What a group of workers shares: a recorder, and the buffers of ops not in flight. An op
+/// borrows its buffers from the pool while it runs, so memory follows the ops in flight, not
+/// the workers (an open loop sized for a stall keeps thousands of workers waiting for their
+/// next op).
+struct Group {
+    recorder: Recorder,
+    spares: Vec<OpBuffers>,
+}
+
+/// One op's working buffers, reused op after op.
+#[derive(Default)]
+struct OpBuffers {
+    scratch: Scratch,
+    /// Its commands.
+    rendered: Rendered,
+    /// The indexes of the commands still to send.
+    todo: Vec<usize>,
+    attempt: Attempt,
+}
 
 /// The open loop's one schedule: op `i` is due `i / rate` seconds after the run began. A
 /// worker with nothing in flight claims the next op, whoever sent the one before, so no
@@ -146,8 +166,11 @@ pub async fn drive(
     };
     let refresher = tokio::spawn(router.clone().refresher(Duration::from_millis(100)));
     let workers = plan.in_flight.limit.max(1);
-    let recorders: Vec<Arc<Mutex<Recorder>>> = (0..workers.min(MAX_RECORDERS))
-        .map(|_| Arc::new(Mutex::new(Recorder::new(plan.renderer.len(), plan.interval, tx.clone()))))
+    let groups: Vec<Arc<Mutex<Group>>> = (0..workers.min(MAX_GROUPS))
+        .map(|_| {
+            let recorder = Recorder::new(plan.renderer.len(), plan.interval, tx.clone());
+            Arc::new(Mutex::new(Group { recorder, spares: Vec::new() }))
+        })
         .collect();
     drop(tx);
     let schedule = match plan.pacing {
@@ -159,20 +182,20 @@ pub async fn drive(
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let conns = Connections::new(router.clone(), w % plan.connections.max(1));
-            let recorder = recorders[w % recorders.len()].clone();
-            tokio::spawn(worker(w, plan.clone(), conns, recorder, schedule.clone(), clock, stop.clone()))
+            let group = groups[w % groups.len()].clone();
+            tokio::spawn(worker(w, plan.clone(), conns, group, schedule.clone(), clock, stop.clone()))
         })
         .collect();
     for t in tasks {
         // A worker that panicked loses the op it was on; what it recorded before is kept in
-        // its recorder.
+        // its group's recorder.
         let _ = t.await;
     }
     let mut ops = Vec::new();
     let mut errors = Vec::new();
-    for r in recorders {
-        let r = Arc::try_unwrap(r).ok().expect("every worker is done with its recorder");
-        let (o, e) = r.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).finish();
+    for g in groups {
+        let g = Arc::try_unwrap(g).ok().expect("every worker is done with its group");
+        let (o, e) = g.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).recorder.finish();
         ops.extend(o);
         errors.extend(e);
     }
@@ -201,7 +224,7 @@ async fn worker(
     index: usize,
     plan: Arc<DriverPlan>,
     mut conns: Connections,
-    recorder: Arc<Mutex<Recorder>>,
+    group: Arc<Mutex<Group>>,
     schedule: Option<Arc<Schedule>>,
     clock: RunClock,
     stop: Arc<Stop>,
@@ -210,17 +233,11 @@ async fn worker(
     let mut rng =
         SmallRng::seed_from_u64(plan.seed.wrapping_add(index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut keys = plan.keys.chooser(plan.seed, index, workers);
-    let mut scratch = Scratch::default();
-    // One op's commands and the indexes still to send, reused by every op of the worker.
-    let mut rendered = Rendered::default();
-    let mut todo: Vec<usize> = Vec::new();
-    let mut a = Attempt::default();
     let uid_base = (index as u64) << 40;
     let mut seq = 0u64;
-    // Each record takes the recorder's lock: it is this worker's alone unless there are
-    // more than MAX_RECORDERS workers, and then shared by few.
-    let record =
-        |f: &mut dyn FnMut(&mut Recorder)| f(&mut recorder.lock().unwrap_or_else(|e| e.into_inner()));
+    // The group's lock is taken when an op starts, when it ends and on errors: it is this
+    // worker's alone unless there are more than MAX_GROUPS workers, and then shared by few.
+    let lock = || group.lock().unwrap_or_else(|e| e.into_inner());
     // Whether every other worker had an op in flight when this one's last op ended: then
     // the op it claims next, if already due, waited for a free worker (the limit was full).
     let mut all_busy = false;
@@ -269,7 +286,9 @@ async fn worker(
         let uid = uid_base | seq;
         // The render reads the wall clock for `$now`; this is the same moment on the run clock.
         let sent_us = clock.now_us();
-        plan.renderer.render_into(kind, &mut keys, uid, &mut scratch, &mut rendered);
+        let mut buf = lock().spares.pop().unwrap_or_default();
+        let OpBuffers { scratch, rendered, todo, attempt: a } = &mut buf;
+        plan.renderer.render_into(kind, &mut keys, uid, scratch, rendered);
         let start_us = intended.as_micros() as u64;
         todo.clear();
         todo.extend(0..rendered.cmds.len());
@@ -280,16 +299,15 @@ async fn worker(
         let mut maybe_applied = false;
         let (outcome, reply, failed_slot) = loop {
             attempts += 1;
-            attempt(&mut conns, &rendered.cmds, &todo, plan.renderer.script(kind), false, &mut a).await;
+            attempt(&mut conns, &rendered.cmds, todo, plan.renderer.script(kind), false, a).await;
             moved += a.moved;
             ask += a.ask;
             let now_us = clock.now_us();
             if !a.handled.is_empty() {
-                record(&mut |r| {
-                    for &(slot, class) in &a.handled {
-                        r.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
-                    }
-                });
+                let mut g = lock();
+                for &(slot, class) in &a.handled {
+                    g.recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
+                }
             }
             if a.failed.is_empty() {
                 let reply = match a.replies.first() {
@@ -299,11 +317,18 @@ async fn worker(
                 break (Outcome::Ok, reply, None);
             }
             let last = attempts > plan.policy.retries;
-            record(&mut |r| {
+            {
+                let mut g = lock();
                 for &(_, slot, failure) in &a.failed {
-                    r.record_error(ErrorEvent { at_us: now_us, kind, slot, class: failure.class, last });
+                    g.recorder.record_error(ErrorEvent {
+                        at_us: now_us,
+                        kind,
+                        slot,
+                        class: failure.class,
+                        last,
+                    });
                 }
-            });
+            }
             maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
             if last || stop.stopped() {
                 let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
@@ -329,7 +354,10 @@ async fn worker(
             ask: ask.min(255) as u8,
             reply,
         };
-        record(&mut |r| r.record_op(op, end_us, moved, ask));
+        let mut g = lock();
+        g.recorder.record_op(op, end_us, moved, ask);
+        g.spares.push(buf);
+        drop(g);
         if let Some(schedule) = &schedule {
             all_busy = schedule.busy.fetch_sub(1, Ordering::Relaxed) >= workers;
         }
