@@ -236,8 +236,14 @@ fn one_fault(
     // moment, including any that follows within `settled_gap_us`; a later disruption is
     // someone else's.
     let settled_at = converged_us.or(elected.as_ref().map(|(at, _)| *at)).or(healed_us).unwrap_or(t0);
-    let client_recovered_us =
-        recovery_end(&victim_slots.disruption_windows, settled_at, config.settled_gap_us);
+    // A heal after the cluster settled (the killed node started again, rejoining as a
+    // replica) brings its own disruption: a machine-wide stall while the container starts,
+    // for one. That is the heal's, not the failover's.
+    let before_heal: Vec<Window> = match healed_us.filter(|&h| h > settled_at) {
+        Some(h) => victim_slots.disruption_windows.iter().filter(|w| w.start_us < h).cloned().collect(),
+        None => victim_slots.disruption_windows.clone(),
+    };
+    let client_recovered_us = recovery_end(&before_heal, settled_at, config.settled_gap_us);
     let late: Vec<&OpEvent> = history
         .ops
         .iter()
@@ -573,6 +579,26 @@ mod tests {
         assert_eq!(recovery_end(windows, 14_000_000, 3_000_000), Some(13_900_000));
         assert_eq!(recovery_end(&windows[2..], 14_000_000, 3_000_000), None, "only an unrelated stall");
         assert_eq!(recovery_end(&[], 1, 1), None);
+    }
+
+    #[test]
+    fn a_disruption_after_a_heal_that_followed_the_failover_is_the_heals() {
+        let mut ops = Vec::new();
+        for t in (5_000..30_000).step_by(10) {
+            ops.push(op(t, 1, Outcome::Ok, 5));
+        }
+        // Slow until 12.5 s, stalls 1 s apart until 18 s (each within the settled gap of the
+        // last), healed at 20 s, then a stall at 20.2 s: within the gap too, but the heal's.
+        ops.push(op(10_010, 2490, Outcome::Unknown(ErrorClass::Timeout), 5));
+        for start in [13_500, 15_500, 17_500] {
+            ops.push(op(start, 500, Outcome::Ok, 5));
+        }
+        ops.push(op(20_200, 200, Outcome::Ok, 5));
+        ops.sort_by_key(|o| o.start_us);
+        let r = &fault_reports(&kill_history(ops), &FailoverConfig::default())[0];
+        assert_eq!(r.healed_us, Some(20_000_000));
+        assert_eq!(r.victim_slots.disruption_windows.len(), 5, "the heal's stall is still a disruption");
+        assert_eq!(r.client_recovered_us, Some(18_000_000));
     }
 
     #[test]
