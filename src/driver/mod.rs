@@ -186,10 +186,17 @@ pub async fn drive(
             tokio::spawn(worker(w, plan.clone(), conns, group, schedule.clone(), clock, stop.clone()))
         })
         .collect();
+    let mut panicked = 0usize;
     for t in tasks {
         // A worker that panicked loses the op it was on; what it recorded before is kept in
         // its group's recorder.
-        let _ = t.await;
+        panicked += usize::from(t.await.is_err());
+    }
+    if panicked > 0 {
+        tracing::error!(
+            workers = panicked,
+            "Driver workers panicked: the ops they had in flight are not recorded."
+        );
     }
     let mut ops = Vec::new();
     let mut errors = Vec::new();
