@@ -520,8 +520,6 @@ async fn drive_and_record(
     })
 }
 
-/// The heal step after topology operations: once the cluster has settled, repair slots an
-/// operation left open (or uncovered) as `slotstorm cluster fix` does, and record it.
 /// Record the driver's slot-table changes received so far as `TableChanged` events at their
 /// run time, naming nodes as the run does (an address it has no name for stands as itself).
 fn record_table_changes(
@@ -542,6 +540,8 @@ fn record_table_changes(
     }
 }
 
+/// The heal step after topology operations: once the cluster has settled, repair slots an
+/// operation left open (or uncovered) as `slotstorm cluster fix` does, and record it.
 async fn repair_slots(seeds: &[SocketAddr], clock: &RunClock, events: &EventLog) {
     if let Err(e) = cluster::wait_agreed(seeds, SETTLE_TIMEOUT).await {
         tracing::warn!(error = %e, "The cluster has not settled after the operations; checking its slots anyway.");
