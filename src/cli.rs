@@ -272,22 +272,10 @@ fn validate(file: &Path) -> Result<()> {
         pacing,
         w.load.duration.as_secs_f64(),
         w.load.warmup.as_secs_f64(),
-        in_flight_text(w.in_flight()),
+        w.in_flight().describe(),
         ops.join(", ")
     );
     Ok(())
-}
-
-/// `64 workers`, `pool of 64`, `at most 64 in flight`, `at most 4125 in flight (sized)`.
-fn in_flight_text(f: spec::InFlight) -> String {
-    match f.source {
-        spec::LimitSource::Workers => format!("{} workers", f.limit),
-        spec::LimitSource::Pool => format!("application pool of {}", f.limit),
-        spec::LimitSource::Set => format!("at most {} in flight", f.limit),
-        spec::LimitSource::Sized => {
-            format!("at most {} in flight (sized for rate and client policy)", f.limit)
-        }
-    }
 }
 
 async fn run_workload(args: RunArgs) -> Result<()> {

@@ -33,7 +33,7 @@ use self::keys::KeySpace;
 use self::render::{Rendered, Renderer, Scratch};
 use self::resp::Reply;
 use self::router::Router;
-use crate::history::{Aggregator, ErrorEvent, History, OpEvent, Outcome, Recorder};
+use crate::history::{Aggregator, ErrorEvent, History, OpEvent, Outcome, Recorder, ReportSender};
 pub use crate::spec::{ClientPolicy, InFlight, LimitSource, Pacing};
 
 /// Everything the driver needs, resolved.
@@ -74,6 +74,32 @@ struct Group {
     spares: Vec<OpBuffers>,
 }
 
+impl Group {
+    fn new(plan: &DriverPlan, tx: &ReportSender) -> Group {
+        Group { recorder: Recorder::new(plan.renderer.len(), plan.interval, tx.clone()), spares: Vec::new() }
+    }
+}
+
+/// A worker's group: its own when there are no more workers than groups (so the op path
+/// takes no lock, as in any closed loop of up to 64 workers), else shared with a few others.
+enum GroupRef {
+    /// This worker's alone; handed back when the worker ends.
+    Own(Box<Group>),
+    /// Shared by the workers `w` with the same `w % MAX_GROUPS`.
+    Shared(Arc<Mutex<Group>>),
+}
+
+impl GroupRef {
+    /// Run `f` on the group, under its lock if it is shared.
+    fn with<R>(&mut self, f: impl FnOnce(&mut Group) -> R) -> R {
+        match self {
+            GroupRef::Own(g) => f(g),
+            // A panic under the lock leaves counters and buffers that are still usable.
+            GroupRef::Shared(g) => f(&mut g.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+}
+
 /// One op's working buffers, reused op after op.
 #[derive(Default)]
 struct OpBuffers {
@@ -93,15 +119,16 @@ struct Schedule {
     next: AtomicU64,
     /// Ops per second.
     rate: f64,
-    /// Workers with an op in flight.
-    busy: AtomicUsize,
+    /// Workers that have claimed their first op.
+    started: AtomicUsize,
 }
 
 impl Schedule {
-    /// Claim the next op: when it is due, from the run's start.
+    /// Claim the next op: when it is due, from the run's start (`Duration::MAX` for a time
+    /// past what a `Duration` holds, which is past any run's end).
     fn claim(&self) -> Duration {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Duration::from_secs_f64(i as f64 / self.rate)
+        Duration::try_from_secs_f64(i as f64 / self.rate).unwrap_or(Duration::MAX)
     }
 }
 
@@ -166,31 +193,41 @@ pub async fn drive(
     };
     let refresher = tokio::spawn(router.clone().refresher(Duration::from_millis(100)));
     let workers = plan.in_flight.limit.max(1);
-    let groups: Vec<Arc<Mutex<Group>>> = (0..workers.min(MAX_GROUPS))
-        .map(|_| {
-            let recorder = Recorder::new(plan.renderer.len(), plan.interval, tx.clone());
-            Arc::new(Mutex::new(Group { recorder, spares: Vec::new() }))
-        })
-        .collect();
-    drop(tx);
+    let shared: Vec<Arc<Mutex<Group>>> = if workers > MAX_GROUPS {
+        (0..MAX_GROUPS).map(|_| Arc::new(Mutex::new(Group::new(&plan, &tx)))).collect()
+    } else {
+        Vec::new()
+    };
     let schedule = match plan.pacing {
         Pacing::Open { rate } => {
-            Some(Arc::new(Schedule { next: AtomicU64::new(0), rate, busy: AtomicUsize::new(0) }))
+            Some(Arc::new(Schedule { next: AtomicU64::new(0), rate, started: AtomicUsize::new(0) }))
         }
         Pacing::Closed => None,
     };
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let conns = Connections::new(router.clone(), w % plan.connections.max(1));
-            let group = groups[w % groups.len()].clone();
+            let group = match shared.get(w % MAX_GROUPS) {
+                Some(g) => GroupRef::Shared(g.clone()),
+                None => GroupRef::Own(Box::new(Group::new(&plan, &tx))),
+            };
             tokio::spawn(worker(w, plan.clone(), conns, group, schedule.clone(), clock, stop.clone()))
         })
         .collect();
+    drop(tx);
     let mut panicked = 0usize;
+    let mut groups = Vec::new();
     for t in tasks {
-        // A worker that panicked loses the op it was on; what it recorded before is kept in
-        // its group's recorder.
-        panicked += usize::from(t.await.is_err());
+        // A worker that panicked loses the op it was on, and with a group of its own what it
+        // recorded; a shared group keeps what it recorded before.
+        match t.await {
+            Ok(own) => groups.extend(own),
+            Err(_) => panicked += 1,
+        }
+    }
+    for g in shared {
+        let g = Arc::try_unwrap(g).ok().expect("every worker is done with its group");
+        groups.push(Box::new(g.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)));
     }
     if panicked > 0 {
         tracing::error!(
@@ -201,8 +238,7 @@ pub async fn drive(
     let mut ops = Vec::new();
     let mut errors = Vec::new();
     for g in groups {
-        let g = Arc::try_unwrap(g).ok().expect("every worker is done with its group");
-        let (o, e) = g.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).recorder.finish();
+        let (o, e) = g.recorder.finish();
         ops.extend(o);
         errors.extend(e);
     }
@@ -231,33 +267,35 @@ async fn worker(
     index: usize,
     plan: Arc<DriverPlan>,
     mut conns: Connections,
-    group: Arc<Mutex<Group>>,
+    mut group: GroupRef,
     schedule: Option<Arc<Schedule>>,
     clock: RunClock,
     stop: Arc<Stop>,
-) {
+) -> Option<Box<Group>> {
     let workers = plan.in_flight.limit.max(1);
     let mut rng =
         SmallRng::seed_from_u64(plan.seed.wrapping_add(index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut keys = plan.keys.chooser(plan.seed, index, workers);
     let uid_base = (index as u64) << 40;
     let mut seq = 0u64;
-    // The group's lock is taken when an op starts, when it ends and on errors: it is this
-    // worker's alone unless there are more than MAX_GROUPS workers, and then shared by few.
-    let lock = || group.lock().unwrap_or_else(|e| e.into_inner());
-    // Whether every other worker had an op in flight when this one's last op ended: then
-    // the op it claims next, if already due, waited for a free worker (the limit was full).
-    let mut all_busy = false;
     loop {
         if stop.stopped() {
             break;
         }
         let (intended, queued) = match &schedule {
             Some(schedule) => {
-                // Claimed the moment this worker is free: an op claimed after it was due,
-                // when every other worker was busy, waited for a free worker. (A worker
-                // that has not started yet is not busy: at the start, ops due before the
-                // workers first run are late, not queued.)
+                // Claimed the moment this worker is free, and free workers hold the next
+                // claims: an op claimed after it was due waited for a free worker (every
+                // one had an op in flight), except at the start, when ops due before the
+                // last worker first ran are late, not queued.
+                let first = seq == 0;
+                if first {
+                    schedule.started.fetch_add(1, Ordering::Relaxed);
+                }
+                if clock.start.elapsed() >= plan.duration {
+                    // Ops still waiting for a worker when the run ends are not sent.
+                    break;
+                }
                 let at = schedule.claim();
                 if at >= plan.duration {
                     break;
@@ -276,8 +314,11 @@ async fn worker(
                         _ = stopped => break,
                     }
                 }
-                schedule.busy.fetch_add(1, Ordering::Relaxed);
-                let queued = if all_busy { claimed.saturating_sub(at) } else { Duration::ZERO };
+                let queued = if !first && schedule.started.load(Ordering::Relaxed) >= workers {
+                    claimed.saturating_sub(at)
+                } else {
+                    Duration::ZERO
+                };
                 (at, queued)
             }
             None => {
@@ -293,7 +334,7 @@ async fn worker(
         let uid = uid_base | seq;
         // The render reads the wall clock for `$now`; this is the same moment on the run clock.
         let sent_us = clock.now_us();
-        let mut buf = lock().spares.pop().unwrap_or_default();
+        let mut buf = group.with(|g| g.spares.pop()).unwrap_or_default();
         let OpBuffers { scratch, rendered, todo, attempt: a } = &mut buf;
         plan.renderer.render_into(kind, &mut keys, uid, scratch, rendered);
         let start_us = intended.as_micros() as u64;
@@ -311,10 +352,11 @@ async fn worker(
             ask += a.ask;
             let now_us = clock.now_us();
             if !a.handled.is_empty() {
-                let mut g = lock();
-                for &(slot, class) in &a.handled {
-                    g.recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
-                }
+                group.with(|g| {
+                    for &(slot, class) in &a.handled {
+                        g.recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
+                    }
+                });
             }
             if a.failed.is_empty() {
                 let reply = match a.replies.first() {
@@ -324,8 +366,7 @@ async fn worker(
                 break (Outcome::Ok, reply, None);
             }
             let last = attempts > plan.policy.retries;
-            {
-                let mut g = lock();
+            group.with(|g| {
                 for &(_, slot, failure) in &a.failed {
                     g.recorder.record_error(ErrorEvent {
                         at_us: now_us,
@@ -335,7 +376,7 @@ async fn worker(
                         last,
                     });
                 }
-            }
+            });
             maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
             if last || stop.stopped() {
                 let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
@@ -361,13 +402,14 @@ async fn worker(
             ask: ask.min(255) as u8,
             reply,
         };
-        let mut g = lock();
-        g.recorder.record_op(op, end_us, moved, ask);
-        g.spares.push(buf);
-        drop(g);
-        if let Some(schedule) = &schedule {
-            all_busy = schedule.busy.fetch_sub(1, Ordering::Relaxed) >= workers;
-        }
+        group.with(|g| {
+            g.recorder.record_op(op, end_us, moved, ask);
+            g.spares.push(buf);
+        });
+    }
+    match group {
+        GroupRef::Own(g) => Some(g),
+        GroupRef::Shared(_) => None,
     }
 }
 

@@ -396,8 +396,8 @@ impl Router {
         }
         let in_flux = merge.in_flux;
         let mut claims = self.claims.lock().expect("claims lock");
-        self.install(merge.table, ChangeSource::Refresh);
-        *claims = merge.claims;
+        let table = merge.onto(&self.table.read().expect("slot table lock").table, &mut claims);
+        self.install(table, ChangeSource::Refresh);
         in_flux
     }
 

@@ -9,7 +9,7 @@
 mod recorder;
 pub mod store;
 
-pub use recorder::{Aggregator, IntervalReport, Recorder};
+pub use recorder::{Aggregator, IntervalReport, Recorder, ReportSender};
 
 use std::time::Duration;
 

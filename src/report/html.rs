@@ -395,16 +395,8 @@ pub fn write_reports(
 /// `Schedule: open loop at 1000 ops/s, at most 4125 in flight (sized); send lag p99 0.8 ms,
 /// max 3.1 ms; no op waited for an in-flight slot.`
 pub fn schedule_line(s: &crate::check::schedule::ScheduleReport) -> String {
-    use crate::spec::LimitSource;
     let ms = |us: u64| us as f64 / 1000.0;
-    let limit = match s.limit_source {
-        LimitSource::Workers => format!("{} workers", s.in_flight_limit),
-        LimitSource::Pool => format!("application pool of {}", s.in_flight_limit),
-        LimitSource::Set => format!("at most {} in flight (load.concurrency)", s.in_flight_limit),
-        LimitSource::Sized => {
-            format!("at most {} in flight (sized for the rate and client policy)", s.in_flight_limit)
-        }
-    };
+    let limit = crate::spec::InFlight { limit: s.in_flight_limit, source: s.limit_source }.describe();
     let pacing = match s.rate {
         Some(rate) => format!("open loop at {rate} ops/s"),
         None => "closed loop".to_string(),

@@ -271,10 +271,21 @@ pub enum LimitSource {
     Sized,
 }
 
-impl LimitSource {
-    /// Whether waiting for the limit is the modelled application's (a pool), not slotstorm's.
-    pub fn is_application(self) -> bool {
-        matches!(self, LimitSource::Pool | LimitSource::Workers)
+impl InFlight {
+    /// `16 workers`, `an application pool of 64`, `at most 64 in flight (load.concurrency)`,
+    /// `at most 4125 in flight (sized for the rate and client policy)`.
+    pub fn describe(&self) -> String {
+        match self.source {
+            LimitSource::Workers => format!("{} workers", self.limit),
+            LimitSource::Pool => format!("an application pool of {}", self.limit),
+            LimitSource::Set => format!("at most {} in flight (load.concurrency)", self.limit),
+            LimitSource::Sized if self.limit >= MAX_IN_FLIGHT => {
+                format!("at most {} in flight (sized for the rate and client policy, capped)", self.limit)
+            }
+            LimitSource::Sized => {
+                format!("at most {} in flight (sized for the rate and client policy)", self.limit)
+            }
+        }
     }
 }
 

@@ -106,6 +106,27 @@ impl Merge {
         }
         out
     }
+
+    /// The table a finished round installs: `installed` with every slot these views name an
+    /// owner for by a claim at least as new as `installed_claims` records (or where the
+    /// installed table has none), their claims noted; every other slot keeps its installed
+    /// owner. A stale view that answered first (a cut-off primary, a killed one started again
+    /// with its old `nodes.conf`) never takes back slots a newer claim holds, however late
+    /// the newer view arrives.
+    pub(super) fn onto(&self, installed: &SlotTable, installed_claims: &mut [u64]) -> SlotTable {
+        let mut out = installed.clone();
+        for slot in 0..SLOT_COUNT {
+            let s = usize::from(slot);
+            let Some(claimant) = self.table.owner(slot) else { continue };
+            if installed.owner(slot).is_none() || self.claims[s] >= installed_claims[s] {
+                if installed.owner(slot) != Some(claimant) {
+                    out.set_owner(slot, claimant);
+                }
+                installed_claims[s] = self.claims[s];
+            }
+        }
+        out
+    }
 }
 
 /// Run one round of `asks` (one per node, each ending with its view or `None`), merging each
@@ -254,6 +275,17 @@ c 10.0.0.3:6379@16379 slave,fail? a 0 0 1 disconnected
         let mut late = Merge::new();
         late.add(&stale());
         assert!(late.newer_than(&t, &mut claims).is_none());
+
+        // A round that heard only the stale view (the newer one came after the grace) ends
+        // with the newer owners kept.
+        let kept = late.onto(&t, &mut claims);
+        assert_eq!((kept.owner(0), kept.owner(8192)), (Some(addr(3)), Some(addr(2))));
+        assert_eq!(claims[0], 3, "the newer claim stays recorded");
+        // A round's claims as new as the installed ones are taken (the round is the latest
+        // word), and a slot no view named keeps its owner.
+        let mut again = Merge::new();
+        again.add(&elected());
+        assert!(again.onto(&kept, &mut claims).same_owners(&kept));
 
         // A slot the table has no owner for takes any claim.
         let mut empty = Merge::new().table;
