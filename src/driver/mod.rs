@@ -1,11 +1,15 @@
 //! The load generator: one worker loop, parameterised by pacing (open loop at a target rate,
 //! or closed loop) and stopped by the clock or a signal. Each worker picks ops by weight,
 //! renders them, sends them through slotstorm's own routing ([`exec`]) under the workload's
-//! client policy, and records each outcome into its own [`Recorder`].
+//! client policy, and records each outcome into its group's [`Recorder`].
 //!
-//! Latency is measured from the op's *intended* start: in open loop that is its slot in the
-//! schedule, so an op that waited for a slow predecessor carries that wait (coordinated
-//! omission corrected, as wrk2 does); in closed loop it is when the op was sent.
+//! In open loop the workers share one schedule: a worker with nothing in flight claims the
+//! next op and sends it when it is due, so a stalled shard never holds back the sends of
+//! another; the number of workers is the limit on ops in flight ([`InFlight`]). Latency is
+//! measured from the op's *intended* start: in open loop its time in the schedule, so an op
+//! that waited for a free worker carries that wait (coordinated omission corrected, as wrk2
+//! does), and records how long it waited and how late it was sent; in closed loop it is
+//! when the op was sent.
 //!
 //! This module drives load; it never injects faults and never decides pass or fail.
 

@@ -356,8 +356,7 @@ impl ChaosPlan {
 /// [`SpecError::Read`] when the file cannot be read; [`SpecError::Invalid`], which prints
 /// as `path:line:column: field: message`, for anything wrong inside it.
 pub fn load_chaos(path: &Path) -> Result<ChaosPlan, SpecError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    let text = super::error::read_text(path)?;
     parse_chaos(path, &text)
 }
 

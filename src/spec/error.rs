@@ -270,3 +270,45 @@ mod tests {
         );
     }
 }
+
+/// The most a workload, chaos or script file may hold: far more than any real one, and a
+/// bound on what a mistaken path (a log, an image) costs to read.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read a workload, chaos or script file whole, as UTF-8 text, without ever hanging: what is
+/// not a regular file (a directory, a FIFO, a socket, a device) is refused before it is
+/// opened for reading, and so is a file over 4 MiB.
+///
+/// # Errors
+/// [`SpecError::Read`] for a file that cannot be read or is not a regular one;
+/// [`SpecError::Invalid`] at the line and column of the first byte that is not UTF-8.
+pub fn read_text(path: &Path) -> Result<String, SpecError> {
+    let refuse = |why: String| SpecError::Read { path: path.to_path_buf(), source: io::Error::other(why) };
+    let meta = std::fs::metadata(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    if meta.is_dir() {
+        return Err(refuse("it is a directory, not a file".into()));
+    }
+    if !meta.is_file() {
+        return Err(refuse("it is not a regular file (a FIFO, a socket or a device?): give the path of a file".into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(refuse(format!("it is {} bytes long, more than the {MAX_FILE_BYTES} a file may have", meta.len())));
+    }
+    let bytes = std::fs::read(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        // Everything before the bad byte is valid text: count lines and columns in it.
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let (line, column) = line_column(before, valid);
+        SpecError::Invalid {
+            at: Box::new(Located {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: field_at(before, before.len()),
+                message: format!("byte 0x{:02x} is not UTF-8: files are UTF-8 text", bytes[valid]),
+            }),
+        }
+    })
+}

@@ -387,8 +387,7 @@ pub enum OpBody {
 /// script or chaos file it names that cannot be read). An error inside the chaos file
 /// names the chaos file and its own line and column.
 pub fn load(path: &Path) -> Result<Workload, SpecError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    let text = error::read_text(path)?;
     parse(path, &text)
 }
 

@@ -609,3 +609,39 @@ fn a_pool_is_refused_in_a_closed_loop_and_beside_an_in_flight_limit() {
     let err = load_err("both", &text);
     assert!(err.starts_with("w.toml:7:8: client.pool: set either `client.pool`"), "{err}");
 }
+
+#[test]
+fn what_is_not_a_regular_file_is_refused_at_once_never_read() {
+    let dir = scratch("not-a-file");
+    let fifo = dir.join("w.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    // Reading a FIFO with no writer would block forever: the check comes first.
+    let started = std::time::Instant::now();
+    let err = load(&fifo).expect_err("a FIFO is no workload").to_string();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(err.ends_with("cannot read the file: it is not a regular file (a FIFO, a socket or a device?): give the path of a file"), "{err}");
+    let err = load(&dir).expect_err("a directory is no workload").to_string();
+    assert!(err.ends_with("cannot read the file: it is a directory, not a file"), "{err}");
+    let err = load(Path::new("/dev/null")).expect_err("a device is no workload").to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let big = dir.join("big.toml");
+    fs::write(&big, vec![b'#'; 4 * 1024 * 1024 + 1]).unwrap();
+    assert!(load(&big).expect_err("too large").to_string().contains("bytes long, more than"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_byte_that_is_not_utf8_is_placed_at_its_line_and_column() {
+    let dir = scratch("not-utf8");
+    let path = dir.join("w.toml");
+    fs::write(&path, b"[load]\nduration = \"5s\"\nmode = \"cl\xffosed\"\n").unwrap();
+    let err = load(&path).expect_err("not UTF-8").to_string();
+    assert!(err.ends_with("w.toml:3:11: load.mode: byte 0xff is not UTF-8: files are UTF-8 text"), "{err}");
+    // In the chaos file it names, the chaos file is the one at fault.
+    fs::write(dir.join("c.toml"), b"[[fault]]\nat = \"1s\"\naction = \"k\xc3ill\"\n").unwrap();
+    fs::write(&path, format!("chaos = \"c.toml\"\n{LOAD}{OP}")).unwrap();
+    let err = load(&path).expect_err("chaos not UTF-8").to_string();
+    assert!(err.contains("c.toml:3:12: fault[0].action: byte 0xc3 is not UTF-8"), "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -120,12 +120,17 @@ impl Resolver<'_> {
         args: Option<&RawArgs>,
     ) -> Result<OpBody, SpecError> {
         let path = self.dir.join(script.get_ref());
-        let source = std::fs::read_to_string(&path).map_err(|e| {
-            let message = format!(
-                "cannot read {}: {e}; the path is relative to the workload file's folder",
-                path.display()
-            );
-            self.err(script.span(), format_args!("op[{i}].script"), message)
+        // A script that is not UTF-8 is the script file's mistake, placed there; one that
+        // cannot be read at all is the `script` field's.
+        let source = crate::spec::error::read_text(&path).map_err(|e| match e {
+            SpecError::Read { source, .. } => {
+                let message = format!(
+                    "cannot read {}: {source}; the path is relative to the workload file's folder",
+                    path.display()
+                );
+                self.err(script.span(), format_args!("op[{i}].script"), message)
+            }
+            invalid @ SpecError::Invalid { .. } => invalid,
         })?;
         if source.trim().is_empty() {
             let message = format!("{} is empty", path.display());
