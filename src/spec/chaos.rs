@@ -127,6 +127,35 @@ pub struct ChaosPlan {
     pub faults: Vec<FaultSpec>,
     /// The `[[operation]]` tables, in file order; empty only when `faults` is not.
     pub operations: Vec<OperationSpec>,
+    /// The file's text, so that checks made with the workload (a start after the run
+    /// ends, a node the cluster never has) place their errors in this file.
+    pub text: String,
+}
+
+/// Where a fault's or operation's fields stand in its chaos file. Positions are not part of
+/// what a fault is: any two places compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Place {
+    /// `fault[2]` or `operation[0]`.
+    pub table: String,
+    /// The `at` value's bytes.
+    pub at: std::ops::Range<usize>,
+    /// The bytes of the fields later checks may fault (`target`, `from`, `to`, `count`), by
+    /// name.
+    pub fields: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+impl PartialEq for Place {
+    fn eq(&self, _: &Place) -> bool {
+        true
+    }
+}
+
+impl Place {
+    /// The bytes of field `name`, or of `at` when the table has no such field.
+    pub fn span_of(&self, name: &str) -> std::ops::Range<usize> {
+        self.fields.iter().find(|(n, _)| *n == name).map_or_else(|| self.at.clone(), |(_, s)| s.clone())
+    }
 }
 
 /// One `[[fault]]` table: an action on a target, once or repeated.
@@ -146,6 +175,8 @@ pub struct FaultSpec {
     pub every: Option<Duration>,
     /// Occurrences in all: 1 without `every`, at least 2 with it.
     pub count: u32,
+    /// Where it stands in the file.
+    pub place: Place,
 }
 
 /// What a fault does to its target. See the table in the [module docs](self).

@@ -284,15 +284,21 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// [`SpecError::Invalid`] at the line and column of the first byte that is not UTF-8.
 pub fn read_text(path: &Path) -> Result<String, SpecError> {
     let refuse = |why: String| SpecError::Read { path: path.to_path_buf(), source: io::Error::other(why) };
-    let meta = std::fs::metadata(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    let meta =
+        std::fs::metadata(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
     if meta.is_dir() {
         return Err(refuse("it is a directory, not a file".into()));
     }
     if !meta.is_file() {
-        return Err(refuse("it is not a regular file (a FIFO, a socket or a device?): give the path of a file".into()));
+        return Err(refuse(
+            "it is not a regular file (a FIFO, a socket or a device?): give the path of a file".into(),
+        ));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(refuse(format!("it is {} bytes long, more than the {MAX_FILE_BYTES} a file may have", meta.len())));
+        return Err(refuse(format!(
+            "it is {} bytes long, more than the {MAX_FILE_BYTES} a file may have",
+            meta.len()
+        )));
     }
     let bytes = std::fs::read(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
     String::from_utf8(bytes).map_err(|e| {
@@ -311,4 +317,15 @@ pub fn read_text(path: &Path) -> Result<String, SpecError> {
             }),
         }
     })
+}
+
+/// `value` as an error message quotes it: whole when short, else its first 40 characters
+/// and how long it is (a 1 MB key is not worth echoing).
+pub(super) fn shorten(value: &str) -> String {
+    const KEEP: usize = 40;
+    if value.chars().count() <= KEEP + 10 {
+        return value.to_string();
+    }
+    let head: String = value.chars().take(KEEP).collect();
+    format!("{head}… ({} characters)", value.chars().count())
 }

@@ -194,6 +194,10 @@ pub(super) struct RawSlo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RawDuration(pub Duration);
 
+/// The longest duration a file may give (any field): a run, its faults and their repeats
+/// then fit the run clock with room to spare, and sums of them never overflow.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl<'de> Deserialize<'de> for RawDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -203,9 +207,20 @@ impl<'de> Deserialize<'de> for RawDuration {
                 f.write_str(r#"a duration as a string such as "500ms", "5s" or "1m 30s""#)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
-                humantime::parse_duration(v)
-                    .map(RawDuration)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+                let d = humantime::parse_duration(v)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(&super::error::shorten(v)), &self))?;
+                if d > MAX_DURATION {
+                    return Err(E::custom(format!(
+                        "{} is longer than any run: durations are at most 30 days (\"30d\")",
+                        super::error::shorten(v)
+                    )));
+                }
+                if d.subsec_nanos() % 1_000_000 != 0 {
+                    return Err(E::custom(format!(
+                        "{v} is not a whole number of milliseconds: durations count in milliseconds (\"1ms\" and up, e.g. \"1500ms\")"
+                    )));
+                }
+                Ok(RawDuration(d))
             }
         }
         d.deserialize_str(V)

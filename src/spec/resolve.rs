@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::chaos::{ChaosPlan, NodeRef, Operation, TargetSpec};
+use super::chaos::{ChaosPlan, NodeRef, Operation, Place, TargetSpec};
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
     ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
@@ -258,58 +258,87 @@ impl Resolver<'_> {
         load: &Load,
         cluster: &ClusterTarget,
     ) -> Result<(), SpecError> {
-        if let ClusterTarget::Embedded(spec) = cluster {
-            let added = plan.operations.iter().filter(|o| o.operation.name() == "add-node").count();
-            let most = spec.layout.masters * (1 + spec.layout.replicas) + added;
-            let beyond = |name: &str| name.trim_start_matches("redis-").parse().unwrap_or(usize::MAX) > most;
-            let node = |t: &TargetSpec| match t {
-                TargetSpec::Node(name) if beyond(name) => Some(name.clone()),
-                _ => None,
-            };
-            let faults =
-                plan.faults.iter().enumerate().map(|(i, f)| (format!("fault[{i}]"), node(&f.target)));
-            let operations = plan.operations.iter().enumerate().map(|(i, o)| {
-                let named = match &o.operation {
-                    Operation::Failover { target, .. } => node(target),
-                    Operation::Reshard { from, to, .. } => node(from).or_else(|| node(to)),
-                    Operation::RemoveNode { target: NodeRef::Name(name), .. } if beyond(name) => {
-                        Some(name.clone())
-                    }
+        // What is wrong here is the chaos file's: placed there, at the field at fault.
+        let chaos = Source { path: &plan.path, text: &plan.text };
+        let place_err = |place: &Place, field: &str, message: String| {
+            chaos.error(place.span_of(field), format_args!("{}.{field}", place.table), message)
+        };
+        match cluster {
+            ClusterTarget::Embedded(spec) => {
+                let added = plan.operations.iter().filter(|o| o.operation.name() == "add-node").count();
+                let most = spec.layout.masters * (1 + spec.layout.replicas) + added;
+                let beyond =
+                    |name: &str| name.trim_start_matches("redis-").parse().unwrap_or(usize::MAX) > most;
+                let node = |t: &TargetSpec| match t {
+                    TargetSpec::Node(name) if beyond(name) => Some(name.clone()),
                     _ => None,
                 };
-                (format!("operation[{i}]"), named)
-            });
-            if let Some((what, Some(name))) = faults.chain(operations).find(|(_, n)| n.is_some()) {
-                let message = format!(
-                    "{what} in {} targets {name}, but the cluster has redis-1 to redis-{most}{}",
-                    plan.path.display(),
-                    if added > 0 { format!(" (counting {added} add-node)") } else { String::new() }
-                );
+                let faults = plan.faults.iter().map(|f| (&f.place, "target", node(&f.target)));
+                let operations = plan.operations.iter().map(|o| {
+                    let (field, named) = match &o.operation {
+                        Operation::Failover { target, .. } => ("target", node(target)),
+                        Operation::Reshard { from, to, .. } => match node(from) {
+                            Some(n) => ("from", Some(n)),
+                            None => ("to", node(to)),
+                        },
+                        Operation::RemoveNode { target: NodeRef::Name(name), .. } if beyond(name) => {
+                            ("target", Some(name.clone()))
+                        }
+                        _ => ("target", None),
+                    };
+                    (&o.place, field, named)
+                });
+                if let Some((place, field, Some(name))) =
+                    faults.chain(operations).find(|(_, _, n)| n.is_some())
+                {
+                    let message = format!(
+                        "no node {name}: the cluster has redis-1 to redis-{most}{}",
+                        if added > 0 { format!(" (counting {added} add-node)") } else { String::new() }
+                    );
+                    return Err(place_err(place, field, message));
+                }
+            }
+            ClusterTarget::External { .. } => {
+                let message = "chaos needs an embedded cluster (slotstorm breaks containers it started); remove `chaos` or drive an embedded cluster";
                 return Err(self.err(span.clone(), "chaos", message));
             }
         }
         let length = load.warmup + load.duration;
-        let faults =
-            plan.faults.iter().enumerate().map(|(i, f)| (format!("fault[{i}]"), f.action.name(), f.at));
-        let operations = plan
-            .operations
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (format!("operation[{i}]"), o.operation.name(), o.at));
-        match faults.chain(operations).find(|(_, _, at)| *at >= length) {
-            Some((what, action, at)) => {
+        let run = || {
+            format!(
+                "warm-up {} + duration {} = {}",
+                humantime::format_duration(load.warmup),
+                humantime::format_duration(load.duration),
+                humantime::format_duration(length)
+            )
+        };
+        let faults = plan.faults.iter().map(|f| (&f.place, f.action.name(), f.at, f.every, f.count));
+        let operations = plan.operations.iter().map(|o| (&o.place, o.operation.name(), o.at, None, 1));
+        for (place, action, at, every, count) in faults.chain(operations) {
+            if at >= length {
                 let message = format!(
-                    "{what} in {} ({action} at {}) would start after the run ends (warm-up {} + duration {} = {}): lengthen the load or move it earlier",
-                    plan.path.display(),
+                    "{action} at {} would start after the run ends ({}): lengthen the load or move it earlier",
                     humantime::format_duration(at),
-                    humantime::format_duration(load.warmup),
-                    humantime::format_duration(load.duration),
-                    humantime::format_duration(length),
+                    run()
                 );
-                Err(self.err(span.clone(), "chaos", message))
+                return Err(place_err(place, "at", message));
             }
-            None => Ok(()),
+            // Repeats too: every occurrence is one the run should see.
+            if let Some(every) = every {
+                let last = at.saturating_add(every.saturating_mul(count.saturating_sub(1)));
+                if last >= length {
+                    let message = format!(
+                        "its last repeat ({count} every {} from {}) would start at {}, after the run ends ({}): lower `count` or lengthen the load",
+                        humantime::format_duration(every),
+                        humantime::format_duration(at),
+                        humantime::format_duration(last),
+                        run()
+                    );
+                    return Err(place_err(place, "count", message));
+                }
+            }
         }
+        Ok(())
     }
 
     fn load(&self, raw: Spanned<RawLoad>) -> Result<Load, SpecError> {

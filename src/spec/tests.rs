@@ -322,8 +322,9 @@ fn a_bad_chaos_file_is_reported_in_that_file() {
 }
 
 #[test]
-fn chaos_that_would_start_after_the_run_ends_or_hit_no_node_is_refused() {
+fn chaos_that_would_start_after_the_run_ends_or_hit_no_node_is_refused_in_the_chaos_file() {
     let dir = scratch("chaos-late");
+    let c = dir.join("c.toml").display().to_string();
     // 5 s of load and no warm-up: a fault at 5 s would never happen; one at 4.9 s does.
     let late = CHAOS.replace("1s", "5s");
     fs::write(dir.join("c.toml"), &late).unwrap();
@@ -332,20 +333,27 @@ fn chaos_that_would_start_after_the_run_ends_or_hit_no_node_is_refused() {
     assert_prefix(
         &err,
         &format!(
-            "{}:1:9: chaos: fault[0] in {} (restart at 5s) would start after the run ends (warm-up 0s + duration 5s = 5s)",
-            dir.join("w.toml").display(),
-            dir.join("c.toml").display()
+            "{c}:2:6: fault[0].at: restart at 5s would start after the run ends (warm-up 0s + duration 5s = 5s)"
         ),
     );
     fs::write(dir.join("c.toml"), CHAOS.replace("1s", "4900ms")).unwrap();
     assert!(load(&dir.join("w.toml")).is_ok());
+    // Repeats whose last one starts after the end: placed at `count`.
+    let repeats = "[[fault]]\nat = \"1s\"\naction = \"kill\"\ntarget = \"redis-1\"\nduration = \"1s\"\nevery = \"2s\"\ncount = 2\n";
+    fs::write(dir.join("c.toml"), repeats).unwrap();
+    assert!(load(&dir.join("w.toml")).is_ok(), "at 1 and 3 s");
+    fs::write(dir.join("c.toml"), repeats.replace("count = 2", "count = 3")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert_prefix(
+        &err,
+        &format!("{c}:7:9: fault[0].count: its last repeat (3 every 2s from 1s) would start at 5s"),
+    );
     // A node the cluster never has: 3 × 1 is redis-1 to redis-6, and an add-node makes a 7th.
     fs::write(dir.join("c.toml"), CHAOS.replace("redis-1", "redis-7")).unwrap();
     let err = load(&dir.join("w.toml")).unwrap_err().to_string();
-    assert!(
-        err.contains("chaos: fault[0] in ")
-            && err.contains("targets redis-7, but the cluster has redis-1 to redis-6"),
-        "{err}"
+    assert_prefix(
+        &err,
+        &format!("{c}:4:10: fault[0].target: no node redis-7: the cluster has redis-1 to redis-6"),
     );
     let add = "[[operation]]\nat = \"1s\"\naction = \"add-node\"\n";
     fs::write(dir.join("c.toml"), format!("{}{add}", CHAOS.replace("redis-1", "redis-7"))).unwrap();
@@ -353,10 +361,22 @@ fn chaos_that_would_start_after_the_run_ends_or_hit_no_node_is_refused() {
     let failover = "[[operation]]\nat = \"2s\"\naction = \"failover\"\ntarget = \"redis-9\"\n";
     fs::write(dir.join("c.toml"), format!("{CHAOS}{failover}")).unwrap();
     let err = load(&dir.join("w.toml")).unwrap_err().to_string();
-    assert!(err.contains("chaos: operation[0] in ") && err.contains("targets redis-9"), "{err}");
+    assert_prefix(&err, &format!("{c}:8:10: operation[0].target: no node redis-9"));
     let op = "[[operation]]\nat = \"6s\"\naction = \"failover\"\ntarget = \"redis-4\"\n";
     fs::write(dir.join("c.toml"), format!("{CHAOS}{op}")).unwrap();
-    assert!(load(&dir.join("w.toml")).unwrap_err().to_string().contains("chaos: operation[0] in "));
+    assert_prefix(
+        &load(&dir.join("w.toml")).unwrap_err().to_string(),
+        &format!("{c}:6:6: operation[0].at: failover at 6s"),
+    );
+    // An external cluster cannot be broken: the workload's `chaos` is at fault.
+    fs::write(dir.join("c.toml"), CHAOS).unwrap();
+    let external = "chaos = \"c.toml\"\n[cluster]\nkind = \"external\"\nseeds = [\"127.0.0.1:7000\"]\n";
+    fs::write(dir.join("w.toml"), format!("{external}{LOAD}{OP}")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert_prefix(
+        &err,
+        &format!("{}:1:9: chaos: chaos needs an embedded cluster", dir.join("w.toml").display()),
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

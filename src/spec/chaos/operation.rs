@@ -16,6 +16,8 @@ pub struct OperationSpec {
     pub at: Duration,
     /// What is done.
     pub operation: Operation,
+    /// Where it stands in the file.
+    pub place: super::Place,
 }
 
 /// What an operation does. See the table in the [module docs](super).

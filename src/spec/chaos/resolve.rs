@@ -99,7 +99,13 @@ pub(super) fn plan(path: &Path, text: &str) -> Result<ChaosPlan, SpecError> {
         .map(Spanned::into_inner)
         .collect();
     let operations = operation::resolve_all(&src, raw_operations)?;
-    Ok(ChaosPlan { path: path.to_path_buf(), seed: raw.seed.unwrap_or(0), faults, operations })
+    Ok(ChaosPlan {
+        path: path.to_path_buf(),
+        seed: raw.seed.unwrap_or(0),
+        faults,
+        operations,
+        text: text.to_string(),
+    })
 }
 
 /// Stage 2's context for one table of the file: `fault[i]` or `operation[i]`.
@@ -118,6 +124,14 @@ impl Entry<'_> {
     fn resolve(&self, raw: RawFault) -> Result<FaultSpec, SpecError> {
         let kind = *raw.action.get_ref();
         let action_at = raw.action.span();
+        let place = super::Place {
+            table: format!("{}[{}]", self.table, self.i),
+            at: raw.at.span(),
+            fields: [("target", Some(raw.target.span())), ("count", raw.count.as_ref().map(Spanned::span))]
+                .into_iter()
+                .filter_map(|(n, s)| Some((n, s?)))
+                .collect(),
+        };
         let target = self.target(raw.target, "target", TARGET_RULE)?;
         // An action's parameters on another action are errors rather than ignored: the file
         // expects an effect slotstorm would not have.
@@ -142,7 +156,7 @@ impl Entry<'_> {
         let duration = self.duration(kind, action_at.clone(), raw.duration)?;
         let action = self.action(kind, action_at, raw.probability, raw.rate, raw.delay, raw.jitter)?;
         let (every, count) = self.repeats(duration, raw.every, raw.count)?;
-        Ok(FaultSpec { at: raw.at.get_ref().0, action, target, duration, every, count })
+        Ok(FaultSpec { at: raw.at.get_ref().0, action, target, duration, every, count, place })
     }
 
     /// A target in any of its forms, as the field `name` writes it; which forms the field

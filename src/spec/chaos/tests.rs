@@ -79,7 +79,8 @@ fn the_shipped_files_say_what_their_headers_say() {
             target: user42,
             duration: Some(secs(10)),
             every: None,
-            count: 1
+            count: 1,
+            place: Place::default(),
         }]
     );
     let rolling: Vec<_> = load("rolling-restart.toml")
@@ -295,9 +296,10 @@ fn plan(faults: &[(u64, Option<u64>, Option<u64>, u32)]) -> ChaosPlan {
             duration: duration.map(secs),
             every: every.map(secs),
             count,
+            place: Place::default(),
         })
         .collect();
-    ChaosPlan { path: "c.toml".into(), seed: 0, faults, operations: Vec::new() }
+    ChaosPlan { path: "c.toml".into(), seed: 0, faults, operations: Vec::new(), text: String::new() }
 }
 
 /// (index, repeat, at, heal_at) in seconds, of the faults in `schedule`.

@@ -59,6 +59,12 @@ impl Entry<'_> {
         let kind = *raw.action.get_ref();
         let action_at = raw.action.span();
         let at = raw.at.get_ref().0;
+        let named = [("target", &raw.target), ("from", &raw.from), ("to", &raw.to)];
+        let place = crate::spec::chaos::Place {
+            table: format!("{}[{}]", self.table, self.i),
+            at: raw.at.span(),
+            fields: named.iter().filter_map(|(n, t)| Some((*n, t.as_ref()?.span()))).collect(),
+        };
         self.forbidden(&raw)?;
         self.foreign_options(kind, &raw)?;
         let required = |name: &str, example: &str| {
@@ -144,7 +150,7 @@ impl Entry<'_> {
                 Operation::RemoveNode { target, drain }
             }
         };
-        Ok(OperationSpec { at, operation })
+        Ok(OperationSpec { at, operation, place })
     }
 
     /// Fields no operation takes, each refused with its reason.

@@ -150,6 +150,7 @@ fn the_shipped_operation_files_say_what_their_headers_say() {
                 slots: SlotSelection::Count(1000),
                 migration: Migration::default(),
             },
+            place: Place::default(),
         }]
     );
     let failover = load("planned-failover.toml");
@@ -172,6 +173,7 @@ fn the_shipped_operation_files_say_what_their_headers_say() {
         OperationSpec {
             at: secs(30),
             operation: Operation::RemoveNode { target: NodeRef::Newest, drain: Some(Migration::default()) },
+            place: Place::default(),
         }
     );
     // The kill lands inside the reshard, and the range moved leaves {user:42}'s slot alone,
