@@ -233,43 +233,6 @@ fn header(line: &str, arrays: &mut Vec<(String, usize)>) -> Option<String> {
     Some(rest.split(']').next().unwrap_or_default().trim().to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_and_columns_are_one_based_and_count_characters() {
-        let text = "a = 1\nbé = 2\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 4), (1, 5));
-        assert_eq!(line_column(text, 6), (2, 1));
-        // "bé = " is six bytes but five characters.
-        assert_eq!(line_column(text, 6 + "bé = ".len()), (2, 6));
-        assert_eq!(line_column(text, text.len()), (3, 1));
-    }
-
-    #[test]
-    fn syntax_errors_are_named_by_table_and_key() {
-        let text = "name = 'x'\n[[op]]\nname = 'a'\n[[op]]\nname = 'b' x\n[load]\n";
-        let offset = text.find(" x").unwrap() + 1;
-        assert_eq!(field_at(text, offset), "op[1].name");
-        assert_eq!(field_at(text, 0), "name");
-        assert_eq!(field_at(text, text.find("[load]").unwrap()), "load");
-        assert_eq!(field_at("junk junk", 5), TOP_LEVEL);
-    }
-
-    #[test]
-    fn rust_type_names_are_put_in_words() {
-        assert_eq!(
-            plain_message("invalid type: map, expected a sequence"),
-            "invalid type: table, expected an array"
-        );
-        assert_eq!(
-            plain_message("invalid value: integer `-1`, expected u32"),
-            "invalid value: integer `-1`, expected a whole number, 0 or more"
-        );
-    }
-}
 
 /// The most a workload, chaos or script file may hold: far more than any real one, and a
 /// bound on what a mistaken path (a log, an image) costs to read.
@@ -328,4 +291,42 @@ pub(super) fn shorten(value: &str) -> String {
     }
     let head: String = value.chars().take(KEEP).collect();
     format!("{head}… ({} characters)", value.chars().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_columns_are_one_based_and_count_characters() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 4), (1, 5));
+        assert_eq!(line_column(text, 6), (2, 1));
+        // "bé = " is six bytes but five characters.
+        assert_eq!(line_column(text, 6 + "bé = ".len()), (2, 6));
+        assert_eq!(line_column(text, text.len()), (3, 1));
+    }
+
+    #[test]
+    fn syntax_errors_are_named_by_table_and_key() {
+        let text = "name = 'x'\n[[op]]\nname = 'a'\n[[op]]\nname = 'b' x\n[load]\n";
+        let offset = text.find(" x").unwrap() + 1;
+        assert_eq!(field_at(text, offset), "op[1].name");
+        assert_eq!(field_at(text, 0), "name");
+        assert_eq!(field_at(text, text.find("[load]").unwrap()), "load");
+        assert_eq!(field_at("junk junk", 5), TOP_LEVEL);
+    }
+
+    #[test]
+    fn rust_type_names_are_put_in_words() {
+        assert_eq!(
+            plain_message("invalid type: map, expected a sequence"),
+            "invalid type: table, expected an array"
+        );
+        assert_eq!(
+            plain_message("invalid value: integer `-1`, expected u32"),
+            "invalid value: integer `-1`, expected a whole number, 0 or more"
+        );
+    }
 }
