@@ -233,7 +233,6 @@ fn header(line: &str, arrays: &mut Vec<(String, usize)>) -> Option<String> {
     Some(rest.split(']').next().unwrap_or_default().trim().to_string())
 }
 
-
 /// The most a workload, chaos or script file may hold: far more than any real one, and a
 /// bound on what a mistaken path (a log, an image) costs to read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;

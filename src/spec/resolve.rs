@@ -36,6 +36,8 @@ const DEFAULT_CONCURRENCY: u64 = 16;
 /// The most ops in flight an open loop sizes itself for, and the largest `client.pool`: each
 /// in-flight slot is a task with its own buffers (a few KiB).
 pub const MAX_IN_FLIGHT: usize = 16_384;
+/// The highest open-loop rate: far above what one machine's driver sends.
+const MAX_RATE: f64 = 10_000_000.0;
 /// The shortest histogram interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -242,6 +244,12 @@ impl Resolver<'_> {
             if let Some((_, instead)) = MANAGED_DIRECTIVES.iter().find(|(d, _)| *d == name) {
                 return Err(self.err(value.span(), field, format_args!("cannot be set here; {instead}")));
             }
+            // Redis reads its command line as config text: a newline in a value would start
+            // a directive of its own.
+            if value.get_ref().chars().any(char::is_control) {
+                let message = "must be one line without control characters (a newline would start another directive); several arguments go in one string, e.g. save = \"900 1\"";
+                return Err(self.err(value.span(), field, message));
+            }
             spec.extra.push((name, value.into_inner()));
         }
         Ok(ClusterTarget::Embedded(spec))
@@ -355,12 +363,19 @@ impl Resolver<'_> {
         let pacing = match (mode, raw.rate) {
             (Mode::Open, Some(rate)) => {
                 let r = *rate.get_ref();
-                if !(r.is_finite() && r > 0.0) {
+                if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
                     return Err(self.err(
                         rate.span(),
                         "load.rate",
-                        "must be a number of ops per second above 0",
+                        format_args!("must be a number of ops per second above 0 and at most {MAX_RATE:.0}"),
                     ));
+                }
+                if r * duration.as_secs_f64() < 1.0 {
+                    let message = format!(
+                        "{r} ops/s for {} sends no op at all: raise the rate or lengthen `duration`",
+                        humantime::format_duration(duration)
+                    );
+                    return Err(self.err(rate.span(), "load.rate", message));
                 }
                 Pacing::Open { rate: r }
             }
@@ -479,11 +494,11 @@ impl Resolver<'_> {
                 let span = size.span();
                 match size.into_inner() {
                     RawValueSize::Fixed(n) => {
-                        let n = self.ranged(&Spanned::new(span, n), "keys.value_size", 0, MAX_VALUE_SIZE)?;
+                        let n = self.ranged(&Spanned::new(span, n), "keys.value_size", 1, MAX_VALUE_SIZE)?;
                         ValueSize { min: n as usize, max: n as usize }
                     }
                     RawValueSize::Range { min, max } => {
-                        let lo = self.ranged(&min, "keys.value_size.min", 0, MAX_VALUE_SIZE)?;
+                        let lo = self.ranged(&min, "keys.value_size.min", 1, MAX_VALUE_SIZE)?;
                         let hi = self.ranged(&max, "keys.value_size.max", 0, MAX_VALUE_SIZE)?;
                         if hi < lo {
                             let message = format!("must be at least `min` ({lo})");

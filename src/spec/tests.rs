@@ -665,3 +665,58 @@ fn a_byte_that_is_not_utf8_is_placed_at_its_line_and_column() {
     assert!(err.contains("c.toml:3:12: fault[0].action: byte 0xc3 is not UTF-8"), "{err}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn values_that_cannot_run_or_mean_nothing_are_refused_where_they_stand() {
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "rate-huge",
+            format!("[load]\nduration = \"5s\"\nmode = \"open\"\nrate = 1e12\n{OP}"),
+            "w.toml:4:8: load.rate: must be a number of ops per second above 0 and at most 10000000",
+        ),
+        (
+            "rate-tiny",
+            format!("[load]\nduration = \"5s\"\nmode = \"open\"\nrate = 0.1\n{OP}"),
+            "w.toml:4:8: load.rate: 0.1 ops/s for 5s sends no op at all",
+        ),
+        (
+            "duration-ns",
+            format!("[load]\nduration = \"1ns\"\n{OP}"),
+            "w.toml:2:12: load.duration: 1ns is not a whole number of milliseconds",
+        ),
+        (
+            "duration-huge",
+            format!("[load]\nduration = \"18446744073709551615s\"\n{OP}"),
+            "w.toml:2:12: load.duration: 18446744073709551615s is longer than any run",
+        ),
+        (
+            "warmup-huge",
+            format!("{LOAD}warmup = \"100000000h\"\n{OP}"),
+            "w.toml:3:10: load.warmup: 100000000h is longer than any run",
+        ),
+        (
+            "timeout-us",
+            format!("{LOAD}[client]\ntimeout = \"1500us\"\n{OP}"),
+            "w.toml:4:11: client.timeout: 1500us is not a whole number",
+        ),
+        ("value-zero", format!("{LOAD}[keys]\nvalue_size = 0\n{OP}"), "w.toml:4:14: keys.value_size: "),
+        (
+            "config-newline",
+            format!("[cluster]\nconfig = {{ maxmemory = \"256mb\\nrequirepass x\" }}\n{LOAD}{OP}"),
+            "w.toml:2:24: cluster.config.maxmemory: must be one line without control characters",
+        ),
+    ];
+    for (test, text, want) in cases {
+        let err = load_err(test, text);
+        assert_prefix(&err, want);
+    }
+    // A long value is cut, not echoed whole.
+    let long = "9".repeat(100_000);
+    let err = load_err("duration-long", &format!("[load]\nduration = \"{long}\"\n{OP}"));
+    assert!(err.len() < 300 && err.contains("… (100000 characters)"), "{err}");
+    // Several arguments in one value are fine.
+    assert!(
+        parse(Path::new("w.toml"), &format!("[cluster]\nconfig = {{ save = \"900 1\" }}\n{LOAD}{OP}"))
+            .is_ok()
+    );
+}
