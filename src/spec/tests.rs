@@ -611,7 +611,7 @@ fn open_loop_in_flight_is_sized_from_rate_and_policy_unless_a_pool_or_limit_sets
     assert_eq!(w.in_flight(), InFlight { limit: 64, source: LimitSource::Set });
     let w = ok(&format!("{open}[client]\npool = 32\n{OP}"));
     assert_eq!(w.in_flight(), InFlight { limit: 32, source: LimitSource::Pool });
-    let w = ok(&format!("[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 1e9\n{OP}"));
+    let w = ok(&format!("[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 1e7\n{OP}"));
     assert_eq!(w.in_flight().limit, crate::spec::MAX_IN_FLIGHT, "capped");
     let w = ok(&format!("[load]\nduration = \"10s\"\nmode = \"open\"\nrate = 1\n{OP}"));
     assert_eq!(w.in_flight().limit, 16, "at least 16");
