@@ -469,14 +469,13 @@ async fn an_application_pool_that_fills_during_a_kill_is_reported_apart_from_the
     let s = &report.schedule;
     assert_eq!((s.in_flight_limit, s.limit_source), (64, slotstorm::spec::LimitSource::Pool));
     assert!(s.queued_ops > 0, "{s:?}");
-    // The kill's stretch is the longest (the first connections may fill it for a moment at
-    // the start, too).
-    let full = s.saturated.iter().max_by_key(|w| w.ops).expect("the pool filled");
-    assert!(
-        full.start_us >= f.t0_us && full.start_us < f.t0_us + 1_000_000,
-        "filled after the kill: {s:?} t0 {}",
-        f.t0_us
-    );
+    // The kill's stretch begins within a second of it (the heal may fill the pool again
+    // later, while the restarted node rejoins and syncs on this loaded 2-core machine).
+    let full = s
+        .saturated
+        .iter()
+        .find(|w| w.start_us >= f.t0_us && w.start_us < f.t0_us + 1_000_000)
+        .unwrap_or_else(|| panic!("the pool filled after the kill: {s:?} t0 {}", f.t0_us));
     let elected = f.elected_us.expect("a replica was promoted");
     assert!(full.end_us > elected && full.end_us <= elected + 3_000_000, "drained after the election: {s:?}");
     assert!(
