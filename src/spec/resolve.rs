@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::chaos::{ChaosPlan, NodeRef, Operation, Place, TargetSpec};
+use super::chaos::{ChaosPlan, NewNodeRole, NodeRef, Operation, Place, TargetSpec};
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
     ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
@@ -284,6 +284,7 @@ impl Resolver<'_> {
                 let faults = plan.faults.iter().map(|f| (&f.place, "target", node(&f.target)));
                 let operations = plan.operations.iter().map(|o| {
                     let (field, named) = match &o.operation {
+                        Operation::AddNode { role: NewNodeRole::Replica { of } } => ("replica-of", node(of)),
                         Operation::Failover { target, .. } => ("target", node(target)),
                         Operation::Reshard { from, to, .. } => match node(from) {
                             Some(n) => ("from", Some(n)),
@@ -304,6 +305,33 @@ impl Resolver<'_> {
                         if added > 0 { format!(" (counting {added} add-node)") } else { String::new() }
                     );
                     return Err(place_err(place, field, message));
+                }
+                // Without replicas (and no add-node of one) nothing can take a replica's
+                // part: the fault or operation would fail when it is due.
+                let replica_added = plan
+                    .operations
+                    .iter()
+                    .any(|o| matches!(o.operation, Operation::AddNode { role: NewNodeRole::Replica { .. } }));
+                if spec.layout.replicas == 0 && !replica_added {
+                    let needs_replica = |t: &TargetSpec| {
+                        matches!(t, TargetSpec::RandomReplica | TargetSpec::ReplicaOf { .. })
+                    };
+                    let faults = plan
+                        .faults
+                        .iter()
+                        .filter(|f| needs_replica(&f.target))
+                        .map(|f| (&f.place, "a fault on a replica"));
+                    let failovers = plan
+                        .operations
+                        .iter()
+                        .filter(|o| matches!(o.operation, Operation::Failover { .. }))
+                        .map(|o| (&o.place, "a planned failover (a replica takes over)"));
+                    if let Some((place, what)) = faults.chain(failovers).next() {
+                        let message = format!(
+                            "{what} needs a replica, but the cluster has none (cluster.replicas = 0): set replicas = 1 or add one with an add-node of role = \"replica\""
+                        );
+                        return Err(place_err(place, "target", message));
+                    }
                 }
             }
             ClusterTarget::External { .. } => {

@@ -720,3 +720,33 @@ fn values_that_cannot_run_or_mean_nothing_are_refused_where_they_stand() {
             .is_ok()
     );
 }
+
+#[test]
+fn a_replica_target_on_a_cluster_without_replicas_is_refused_in_the_chaos_file() {
+    let dir = scratch("no-replicas");
+    let c = dir.join("c.toml").display().to_string();
+    fs::write(dir.join("w.toml"), format!("chaos = \"c.toml\"\n[cluster]\nreplicas = 0\n{LOAD}{OP}"))
+        .unwrap();
+    let faults = [
+        "[[fault]]\nat = \"1s\"\naction = \"kill\"\ntarget = \"random-replica\"\nduration = \"1s\"\n",
+        "[[fault]]\nat = \"1s\"\naction = \"kill\"\ntarget = { replica-of = \"{user:1}\" }\nduration = \"1s\"\n",
+        "[[operation]]\nat = \"1s\"\naction = \"failover\"\ntarget = \"random-replica\"\n",
+    ];
+    for fault in faults {
+        fs::write(dir.join("c.toml"), fault).unwrap();
+        let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{c}:4:10: ")), "{err}");
+        assert!(err.contains("needs a replica, but the cluster has none (cluster.replicas = 0)"), "{err}");
+        // A replica added first makes it possible.
+        let add = "[[operation]]\nat = \"500ms\"\naction = \"add-node\"\nrole = \"replica\"\nreplica-of = \"redis-1\"\n";
+        fs::write(dir.join("c.toml"), format!("{fault}{add}")).unwrap();
+        assert!(load(&dir.join("w.toml")).is_ok(), "{fault}");
+    }
+    // An add-node naming a primary the cluster never has.
+    let add =
+        "[[operation]]\nat = \"1s\"\naction = \"add-node\"\nrole = \"replica\"\nreplica-of = \"redis-99\"\n";
+    fs::write(dir.join("c.toml"), add).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert_prefix(&err, &format!("{c}:5:14: operation[0].replica-of: no node redis-99"));
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -59,7 +59,8 @@ impl Entry<'_> {
         let kind = *raw.action.get_ref();
         let action_at = raw.action.span();
         let at = raw.at.get_ref().0;
-        let named = [("target", &raw.target), ("from", &raw.from), ("to", &raw.to)];
+        let named =
+            [("target", &raw.target), ("from", &raw.from), ("to", &raw.to), ("replica-of", &raw.replica_of)];
         let place = crate::spec::chaos::Place {
             table: format!("{}[{}]", self.table, self.i),
             at: raw.at.span(),
