@@ -99,6 +99,7 @@ pub(super) fn plan(path: &Path, text: &str) -> Result<ChaosPlan, SpecError> {
         .map(Spanned::into_inner)
         .collect();
     let operations = operation::resolve_all(&src, raw_operations)?;
+    overlaps(&src, &faults)?;
     Ok(ChaosPlan {
         path: path.to_path_buf(),
         seed: raw.seed.unwrap_or(0),
@@ -106,6 +107,44 @@ pub(super) fn plan(path: &Path, text: &str) -> Result<ChaosPlan, SpecError> {
         operations,
         text: text.to_string(),
     })
+}
+
+/// Refuse two faults on the same node at once: what a kill during a pause, or a second
+/// partition on a partitioned node, means is nobody's guess, and healing one would undo part
+/// of the other. Only targets that name the same node whatever the cluster does are
+/// compared: a node by name, and `primary-of` the same slot. A restart counts from its `at`
+/// for a millisecond.
+fn overlaps(src: &Source, faults: &[FaultSpec]) -> Result<(), SpecError> {
+    let same_node = |t: &TargetSpec| match t {
+        TargetSpec::Node(name) => Some(name.clone()),
+        TargetSpec::PrimaryOf { slot, .. } => Some(format!("the primary of slot {}", slot.get())),
+        _ => None,
+    };
+    // Every occurrence of every such fault: (node, start, end, fault).
+    let mut spans: Vec<(String, Duration, Duration, usize)> = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        let Some(node) = same_node(&f.target) else { continue };
+        let length = f.duration.unwrap_or(Duration::from_millis(1));
+        for k in 0..f.count {
+            let start = f.at.saturating_add(f.every.unwrap_or_default().saturating_mul(k));
+            spans.push((node.clone(), start, start.saturating_add(length), i));
+        }
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        let ((node, _, end, i), (other, start, _, j)) = (&pair[0], &pair[1]);
+        if node == other && start < end && i != j {
+            // Placed at the fault whose occurrence starts the later.
+            let message = format!(
+                "overlaps fault[{i}] on {node} (from {} to {}): two faults on one node at once have no defined meaning; move one or target another node",
+                humantime::format_duration(pair[0].1),
+                humantime::format_duration(*end),
+            );
+            let place = &faults[*j].place;
+            return Err(src.error(place.at.clone(), format_args!("{}.at", place.table), message));
+        }
+    }
+    Ok(())
 }
 
 /// Stage 2's context for one table of the file: `fault[i]` or `operation[i]`.

@@ -350,3 +350,21 @@ fn heals_are_clamped_to_the_end_and_late_starts_dropped() {
 }
 
 mod operations;
+
+#[test]
+fn two_faults_on_one_node_at_once_are_refused_at_the_later_one() {
+    let kill = "[[fault]]\nat = \"10s\"\naction = \"kill\"\ntarget = \"redis-1\"\nduration = \"10s\"\n";
+    let pause = "[[fault]]\nat = \"12s\"\naction = \"pause\"\ntarget = \"redis-1\"\nduration = \"1s\"\n";
+    assert_prefix(
+        &err(&format!("{kill}{pause}")),
+        "c.toml:7:6: fault[1].at: overlaps fault[0] on redis-1 (from 10s to 20s)",
+    );
+    // Back to back is fine, and so is another node at the same time.
+    ok(&format!("{kill}{}", pause.replace("12s", "20s")));
+    ok(&format!("{kill}{}", pause.replace("redis-1", "redis-2")));
+    // A repeat that runs into a later fault, and primary-of the same slot.
+    let repeated = "[[fault]]\nat = \"1s\"\naction = \"kill\"\ntarget = { primary-of = \"{user:42}\" }\nduration = \"2s\"\nevery = \"5s\"\ncount = 3\n";
+    let late = "[[fault]]\nat = \"12s\"\naction = \"sigstop\"\ntarget = { primary-of = \"{user:42}:x\" }\nduration = \"1s\"\n";
+    let e = err(&format!("{repeated}{late}"));
+    assert!(e.starts_with("c.toml:9:6: fault[1].at: overlaps fault[0] on the primary of slot"), "{e}");
+}
