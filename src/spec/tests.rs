@@ -750,3 +750,23 @@ fn a_replica_target_on_a_cluster_without_replicas_is_refused_in_the_chaos_file()
     assert_prefix(&err, &format!("{c}:5:14: operation[0].replica-of: no node redis-99"));
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_script_whose_keys_lie_in_different_slots_is_refused_at_the_key() {
+    let dir = scratch("crossslot");
+    fs::write(dir.join("s.lua"), "return 1\n").unwrap();
+    let script = |keys: &str| format!("{LOAD}[[op]]\nname = \"s\"\nscript = \"s.lua\"\nkeys = {keys}\n");
+    let path = dir.join("w.toml");
+    let load_text = |text: String| {
+        fs::write(&path, text).unwrap();
+        load(&path)
+    };
+    let e = load_text(script(r#"["a:$id", "b:$id"]"#)).unwrap_err().to_string();
+    assert!(e.ends_with("w.toml:6:18: op[0].keys[1]: \"b:$id\" routes by \"b:$id\" but keys[0] \"a:$id\" by \"a:$id\": Redis Cluster refuses a script whose keys lie in different slots (CROSSSLOT); give them one hash tag, e.g. \"{user:$id}:a\" and \"{user:$id}:b\""), "{e}");
+    let e = load_text(script(r#"["{user:$id}:a", "{user:$id}x:b", "{u:$id}:c"]"#)).unwrap_err().to_string();
+    assert!(e.contains("op[0].keys[2]: \"{u:$id}:c\" routes by \"u:$id\""), "{e}");
+    assert!(load_text(script(r#"["{user:$id}:a", "{user:$id}:b"]"#)).is_ok());
+    // Literal keys that hash to the same slot by different text are fine: {a} and a.
+    assert!(load_text(script(r#"["{a}x", "a"]"#)).is_ok());
+    let _ = fs::remove_dir_all(&dir);
+}

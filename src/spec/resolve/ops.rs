@@ -144,12 +144,41 @@ impl Resolver<'_> {
             let message = "must list at least one key: keys[0] routes the script to its slot";
             return Err(self.err(keys.span(), format_args!("op[{i}].keys"), message));
         }
+        self.same_slot(i, keys.get_ref())?;
         let keys = self.args(&format!("op[{i}].keys"), keys.get_ref())?;
         let args = match args {
             Some(args) => self.args(&format!("op[{i}].args"), args.get_ref())?,
             None => Vec::new(),
         };
         Ok(OpBody::Script { path, source, keys, args })
+    }
+
+    /// A script's keys must share a slot for every id, or Redis Cluster refuses it
+    /// (CROSSSLOT): they route by the same hash tag (or the same whole key), as written; keys
+    /// without placeholders may also route by different text to the same slot.
+    fn same_slot(&self, i: usize, keys: &[Spanned<RawArg>]) -> Result<(), SpecError> {
+        use crate::cluster::slot::{Slot, hash_tag};
+        let Some((first, rest)) = keys.split_first() else { return Ok(()) };
+        let routing = |k: &Spanned<RawArg>| hash_tag(k.get_ref().0.as_bytes()).to_vec();
+        let literal = |k: &Spanned<RawArg>| !k.get_ref().0.contains('$');
+        for (k, key) in rest.iter().enumerate() {
+            let same = routing(key) == routing(first)
+                || (literal(key)
+                    && literal(first)
+                    && Slot::of(key.get_ref().0.as_bytes()) == Slot::of(first.get_ref().0.as_bytes()));
+            if !same {
+                let shown = |k: &Spanned<RawArg>| super::super::error::shorten(&k.get_ref().0);
+                let message = format!(
+                    "\"{}\" routes by \"{}\" but keys[0] \"{}\" by \"{}\": Redis Cluster refuses a script whose keys lie in different slots (CROSSSLOT); give them one hash tag, e.g. \"{{user:$id}}:a\" and \"{{user:$id}}:b\"",
+                    shown(key),
+                    String::from_utf8_lossy(&routing(key)),
+                    shown(first),
+                    String::from_utf8_lossy(&routing(first)),
+                );
+                return Err(self.err(key.span(), format_args!("op[{i}].keys[{}]", k + 1), message));
+            }
+        }
+        Ok(())
     }
 
     /// A command: the name first, then the arguments, argument 1 being the key.
