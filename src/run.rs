@@ -427,7 +427,7 @@ async fn drive_and_record(
         background.push(tokio::spawn(followers));
         if let (Some(chaos), Some(op)) = (&workload.chaos, operator) {
             let schedule = chaos.schedule(plan.duration);
-            nemesis = Some((tokio::spawn(nemesis::run(op.clone(), schedule, chaos.seed, stop.clone())), op));
+            nemesis = Some((nemesis::spawn(op.clone(), schedule, chaos.seed, stop.clone()), op));
         }
     }
     let progress = tokio::spawn(progress(live.clone(), plan.clone(), clock, opts.progress_label.clone()));

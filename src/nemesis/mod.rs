@@ -32,6 +32,44 @@ use crate::spec::chaos::{Action, Scheduled, ScheduledOperation};
 /// (a drain of a large node under load takes minutes; a hung one must not hold the run).
 const OPERATIONS_GRACE: Duration = Duration::from_secs(300);
 
+/// Test hook: when set, the nemesis panics right after its next successful injection, so a
+/// test can check that a panic mid-fault is healed and recorded. Never set outside tests.
+#[doc(hidden)]
+pub static PANIC_AFTER_INJECT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// [`run`] on a task of its own, supervised: if it panics, the panic is recorded as a chaos
+/// error of the fault it was handling (so the run ends with exit 3 and says so) and every
+/// node is healed at once, so a bug in the nemesis never leaves a node broken for the rest
+/// of the run nor passes it.
+pub fn spawn(
+    operator: Operator,
+    schedule: Vec<Scheduled>,
+    seed: u64,
+    stop: Arc<Stop>,
+) -> tokio::task::JoinHandle<()> {
+    let current = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let task = tokio::spawn(run(operator.clone(), schedule, seed, stop, current.clone()));
+    tokio::spawn(async move {
+        let Err(e) = task.await else { return };
+        if !e.is_panic() {
+            return;
+        }
+        let payload = e.into_panic();
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        let fault = current.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(fault, panic = %why, "The nemesis panicked; healing every node.");
+        let error = format!(
+            "the nemesis panicked ({why}): the rest of the schedule was skipped and every node healed"
+        );
+        emit(&operator.events, operator.clock.now_us(), EventKind::FaultError { fault, error });
+        heal_all(&operator.docker, &operator.cluster()).await;
+    })
+}
+
 /// A fault that is in force and how to end it.
 struct Active {
     fault: usize,
@@ -46,7 +84,15 @@ struct Active {
 /// of their own ([`operation`]), so a fault can strike in the middle of one. After the
 /// schedule, a running operation is waited for, unless `stop` is asked (then it is cut
 /// short, and the run's heal step repairs the slots it left open).
-pub async fn run(operator: Operator, schedule: Vec<Scheduled>, seed: u64, stop: Arc<Stop>) {
+///
+/// `current` names the fault being handled, for [`spawn`]'s report of a panic.
+pub async fn run(
+    operator: Operator,
+    schedule: Vec<Scheduled>,
+    seed: u64,
+    stop: Arc<Stop>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let (docker, clock, events) = (operator.docker.clone(), operator.clock, operator.events.clone());
     let mut rng = SmallRng::seed_from_u64(seed);
     let (ops_tx, mut ops_rx) = tokio::sync::mpsc::unbounded_channel::<ScheduledOperation>();
@@ -88,6 +134,7 @@ pub async fn run(operator: Operator, schedule: Vec<Scheduled>, seed: u64, stop: 
                 continue;
             }
         };
+        current.store(fault.index, std::sync::atomic::Ordering::Relaxed);
         let resolved = match resolve(&fault.target, &cluster, &mut rng).await {
             Ok(r) => r,
             Err(error) => {
@@ -112,6 +159,9 @@ pub async fn run(operator: Operator, schedule: Vec<Scheduled>, seed: u64, stop: 
                         slots: resolved.slots.clone(),
                     },
                 );
+                if PANIC_AFTER_INJECT.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    panic!("test hook: the nemesis panics mid-fault");
+                }
                 if let Some(heal_at) = fault.heal_at {
                     active.push(Active {
                         fault: fault.index,

@@ -1,0 +1,57 @@
+//! A nemesis that panics mid-fault never leaves a node broken nor passes the run: the
+//! panic is recorded as a chaos error (exit 3 from the CLI), every node is healed at once,
+//! and nothing is left behind. Its own test binary: the hook that makes the nemesis panic is
+//! process-wide.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{TempDir, leftovers};
+use slotstorm::backend::docker::RunId;
+use slotstorm::history::EventKind;
+use slotstorm::run::RunOptions;
+use slotstorm::spec;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nemesis_panic_mid_fault_heals_the_node_at_once_and_fails_the_run() {
+    let dir = TempDir::new("nemesis-panic");
+    // A SIGSTOP for 60 s in a 12 s run: only the supervisor's heal can resume the node.
+    dir.write(
+        "chaos.toml",
+        "[[fault]]\nat = \"3s\"\naction = \"sigstop\"\ntarget = \"redis-1\"\nduration = \"60s\"\n",
+    );
+    let path = dir.write(
+        "w.toml",
+        "name = \"nemesis-panic\"\nchaos = \"chaos.toml\"\n[cluster]\nnode_timeout = \"5s\"\n[load]\nduration = \"12s\"\nmode = \"open\"\nrate = 200\n[client]\ntimeout = \"300ms\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n",
+    );
+    let w = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    slotstorm::nemesis::PANIC_AFTER_INJECT.store(true, Ordering::Relaxed);
+    let opts = RunOptions { results_root: dir.0.join("results"), ..RunOptions::default() };
+    let report = slotstorm::run::run(&w, &opts).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.chaos_errors.len(), 1, "{:?}", report.chaos_errors);
+    assert!(report.chaos_errors[0].starts_with("fault[0] at "), "{}", report.chaos_errors[0]);
+    assert!(report.chaos_errors[0].contains("the nemesis panicked (test hook"), "{}", report.chaos_errors[0]);
+    let events = &report.history.events;
+    let at = |want: fn(&EventKind) -> bool| events.iter().find(|e| want(&e.kind)).map(|e| e.at_us);
+    let injected = at(|k| matches!(k, EventKind::FaultInjected { .. })).expect("the fault was injected");
+    let panicked = at(|k| matches!(k, EventKind::FaultError { .. })).expect("the panic was recorded");
+    assert!(
+        panicked >= injected && panicked < injected + 2_000_000,
+        "recorded at once: {injected} {panicked}"
+    );
+    // The stopped node's own clients see it again: ops on its slots succeed after the heal,
+    // long before the fault's 60 s were up.
+    let ok_after = report
+        .history
+        .ops
+        .iter()
+        .filter(|o| o.start_us > panicked + 2_000_000 && o.outcome == slotstorm::history::Outcome::Ok)
+        .count();
+    let all_after = report.history.ops.iter().filter(|o| o.start_us > panicked + 2_000_000).count();
+    assert!(all_after > 500 && ok_after == all_after, "{ok_after} of {all_after} ops ok after the heal");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.dir.join("run.json")).unwrap()).unwrap();
+    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
+    assert_eq!(leftovers(&run_id).await, Vec::<String>::new());
+}
