@@ -358,7 +358,7 @@ async fn drive_and_record(
             ranges: n.slots.iter().map(|r| (r.start, r.end)).collect(),
         })
         .collect();
-    let redis_version = backend::image::host_redis_version().unwrap_or_else(|_| "unknown".into());
+    let redis_version = nodes_version(seeds).await;
     let router = Router::connect(seeds, workload.client.timeout, password).await?;
     let plan = Arc::new(driver_plan(workload));
     let live: driver::Live = Arc::new(Mutex::new(Aggregator::new(plan.renderer.len()).0));
@@ -518,6 +518,24 @@ async fn drive_and_record(
         verdicts,
         chaos_errors,
     })
+}
+
+/// What the nodes say they run (`INFO server`), from the first seed that answers: an
+/// external cluster's nodes run what they run, not what this machine has installed. Valkey
+/// reports its own version beside the Redis one it is compatible with.
+async fn nodes_version(seeds: &[SocketAddr]) -> String {
+    for &seed in seeds {
+        let Ok(mut node) = cluster::node::Node::connect(seed, cluster::node::ADMIN_TIMEOUT).await else {
+            continue;
+        };
+        let Ok(info) = node.info("server").await else { continue };
+        return match (info.get("valkey_version"), info.get("redis_version")) {
+            (Some(v), _) => format!("valkey {v}"),
+            (None, Some(v)) => v.clone(),
+            (None, None) => continue,
+        };
+    }
+    "unknown (no node answered INFO server)".to_string()
 }
 
 /// Record the driver's slot-table changes received so far as `TableChanged` events at their
