@@ -215,9 +215,9 @@ impl<'de> Deserialize<'de> for RawDuration {
                         super::error::shorten(v)
                     )));
                 }
-                if d.subsec_nanos() % 1_000_000 != 0 {
+                if d.subsec_nanos() % 1_000 != 0 {
                     return Err(E::custom(format!(
-                        "{v} is not a whole number of milliseconds: durations count in milliseconds (\"1ms\" and up, e.g. \"1500ms\")"
+                        "{v} is not a whole number of microseconds: durations count in microseconds, as the run's clock does (\"1us\" and up, e.g. \"500us\")"
                     )));
                 }
                 Ok(RawDuration(d))

@@ -380,11 +380,11 @@ impl Resolver<'_> {
     fn load(&self, raw: Spanned<RawLoad>) -> Result<Load, SpecError> {
         let raw = raw.into_inner();
         let duration = raw.duration.get_ref().0;
-        if duration.is_zero() {
+        if duration < MIN_INTERVAL {
             return Err(self.err(
                 raw.duration.span(),
                 "load.duration",
-                "must be longer than 0s, e.g. \"30s\"",
+                "must be at least 100ms (one histogram interval), e.g. \"30s\"",
             ));
         }
         let mode = raw.mode.as_ref().map_or(Mode::Closed, |m| *m.get_ref());

@@ -682,7 +682,12 @@ fn values_that_cannot_run_or_mean_nothing_are_refused_where_they_stand() {
         (
             "duration-ns",
             format!("[load]\nduration = \"1ns\"\n{OP}"),
-            "w.toml:2:12: load.duration: 1ns is not a whole number of milliseconds",
+            "w.toml:2:12: load.duration: 1ns is not a whole number of microseconds",
+        ),
+        (
+            "duration-short",
+            format!("[load]\nduration = \"99ms\"\n{OP}"),
+            "w.toml:2:12: load.duration: must be at least 100ms",
         ),
         (
             "duration-huge",
@@ -695,9 +700,9 @@ fn values_that_cannot_run_or_mean_nothing_are_refused_where_they_stand() {
             "w.toml:3:10: load.warmup: 100000000h is longer than any run",
         ),
         (
-            "timeout-us",
-            format!("{LOAD}[client]\ntimeout = \"1500us\"\n{OP}"),
-            "w.toml:4:11: client.timeout: 1500us is not a whole number",
+            "timeout-ns",
+            format!("{LOAD}[client]\ntimeout = \"1500ns\"\n{OP}"),
+            "w.toml:4:11: client.timeout: 1500ns is not a whole number",
         ),
         ("value-zero", format!("{LOAD}[keys]\nvalue_size = 0\n{OP}"), "w.toml:4:14: keys.value_size: "),
         (
