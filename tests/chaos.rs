@@ -484,6 +484,12 @@ async fn an_application_pool_that_fills_during_a_kill_is_reported_apart_from_the
     // The queueing shows as backlog, and the failover figures leave it out.
     let drained = f.backlog_drained_us.expect("the backlog drained");
     assert!(drained > f.t0_us && f.delayed_sends > 0, "{f:?}");
+    // The client recovered after the election and no later than the queue drained: on a
+    // quiet machine about 0.5 s after the election; with CI's tests two at a time on two
+    // cores, the bursts a draining pool sends were slow to serve for a while longer.
     let recovered = f.client_recovered_us.expect("the client recovered");
-    assert!(recovered <= elected + 3_000_000, "recovered {recovered}, elected {elected}");
+    assert!(
+        recovered > elected && recovered <= drained + 1_000_000,
+        "recovered {recovered}, elected {elected}, drained {drained}"
+    );
 }
