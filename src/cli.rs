@@ -285,7 +285,7 @@ async fn run_workload(args: RunArgs) -> Result<()> {
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
     if report.schedule.rate.is_some() {
-        println!("{}", crate::report::html::schedule_line(&report.schedule));
+        println!("{}", crate::report::schedule_line(&report.schedule));
     }
     if let Some(w) = &report.schedule.warning {
         println!("warning: {w}");

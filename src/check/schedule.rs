@@ -71,9 +71,7 @@ pub fn schedule_report(history: &History, pacing: Pacing, in_flight: InFlight) -
     let late_ops = measured().filter(|o| o.send_lag_us() > LAG_WARNING_US).count() as u64;
     let saturated = saturation(measured());
     let queued_ops = measured().filter(|o| queued(o)).count() as u64;
-    // Lag is recorded from 1 µs up: an op sent on time shows as 0.
-    let on_time = |v: u64| if v <= 1 { 0 } else { v };
-    let q = |p: f64| if lag.is_empty() { 0 } else { on_time(lag.value_at_quantile(p)) };
+    let q = |p: f64| if lag.is_empty() { 0 } else { crate::history::lag_value(lag.value_at_quantile(p)) };
     // The largest exactly, from the ops (an SLO judges it); the percentiles from the
     // histograms.
     let send_lag_max_us = measured().map(OpEvent::send_lag_us).max().unwrap_or(0);
@@ -124,9 +122,8 @@ fn saturation<'a>(ops: impl Iterator<Item = &'a OpEvent>) -> Vec<Saturation> {
 /// is reported as such; slotstorm's own limit or a lagging driver is a warning that the
 /// latencies include its queueing.
 fn warning(r: &ScheduleReport) -> Option<String> {
-    if r.pacing == "closed" {
-        return None;
-    }
+    // A closed loop (no rate) has no schedule to keep.
+    r.rate?;
     let ms = |us: u64| us as f64 / 1000.0;
     let stretches = |r: &ScheduleReport| {
         let parts: Vec<String> = r

@@ -31,6 +31,12 @@ pub fn new_lag_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds")
 }
 
+/// A value read off a send-lag histogram, in µs: lag is recorded from 1 µs up (a histogram
+/// holds nothing below its lowest value), so an op sent on time reads back as 0.
+pub fn lag_value(recorded: u64) -> u64 {
+    if recorded <= 1 { 0 } else { recorded }
+}
+
 /// An op that waited at least this long for a free in-flight slot counts as queued (a
 /// shorter wait is the scheduler's jitter, not a full pool).
 pub const QUEUED_MIN_US: u64 = 1_000;

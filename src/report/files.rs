@@ -229,8 +229,7 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
             }
             let (p50, p99) = (s.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.99));
             write!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
-            // Send lag is recorded from 1 µs up: an op sent on time shows as 0.
-            let lag = |v: u64| if v <= 1 { 0 } else { v };
+            let lag = crate::history::lag_value;
             let lag_p99 = lag(s.send_lag.value_at_quantile(0.99));
             writeln!(f, ",{lag_p99},{},{}", lag(s.send_lag.max()), s.queued)?;
         }

@@ -277,7 +277,7 @@ pub fn write_reports(
     let schedule: Option<crate::check::schedule::ScheduleReport> =
         serde_json::from_value(run["schedule"].clone()).ok();
     let schedule_warning = schedule.as_ref().and_then(|s| s.warning.clone());
-    let schedule_line = schedule.as_ref().map(schedule_line);
+    let schedule_line = schedule.as_ref().map(super::schedule_line);
 
     let mut h = String::new();
     let _ = write!(
@@ -390,24 +390,4 @@ pub fn write_reports(
         }
     }
     std::fs::write(dir.join("summary.md"), m)
-}
-
-/// `Schedule: open loop at 1000 ops/s, at most 4125 in flight (sized); send lag p99 0.8 ms,
-/// max 3.1 ms; no op waited for an in-flight slot.`
-pub fn schedule_line(s: &crate::check::schedule::ScheduleReport) -> String {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let limit = crate::spec::InFlight { limit: s.in_flight_limit, source: s.limit_source }.describe();
-    let pacing = match s.rate {
-        Some(rate) => format!("open loop at {rate} ops/s"),
-        None => "closed loop".to_string(),
-    };
-    let queued = match s.queued_ops {
-        0 => "no op waited for an in-flight slot".to_string(),
-        n => format!("{n} ops waited for an in-flight slot"),
-    };
-    format!(
-        "Schedule: {pacing}, {limit}; send lag p99 {:.1} ms, max {:.1} ms; {queued}.",
-        ms(s.send_lag_p99_us),
-        ms(s.send_lag_max_us)
-    )
 }

@@ -15,7 +15,9 @@ pub use html::write_reports;
 pub use junit::{junit_xml, write_junit};
 pub use markdown::verdicts_markdown;
 pub use plots::{BoxStats, Panel, PlotError, write_distributions, write_plots};
-pub use summary::{fault_lines, lost_write_lines, operation_lines, over_admission_lines, summary_table};
+pub use summary::{
+    fault_lines, lost_write_lines, operation_lines, over_admission_lines, schedule_line, summary_table,
+};
 
 use std::io;
 use std::path::{Path, PathBuf};

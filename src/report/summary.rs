@@ -240,3 +240,23 @@ pub fn over_admission_lines(checks: &[OverAdmission]) -> String {
     }
     out
 }
+
+/// `Schedule: open loop at 1000 ops/s, at most 4125 in flight (sized); send lag p99 0.8 ms,
+/// max 3.1 ms; no op waited for an in-flight slot.`
+pub fn schedule_line(s: &crate::check::schedule::ScheduleReport) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let limit = crate::spec::InFlight { limit: s.in_flight_limit, source: s.limit_source }.describe();
+    let pacing = match s.rate {
+        Some(rate) => format!("open loop at {rate} ops/s"),
+        None => "closed loop".to_string(),
+    };
+    let queued = match s.queued_ops {
+        0 => "no op waited for an in-flight slot".to_string(),
+        n => format!("{n} ops waited for an in-flight slot"),
+    };
+    format!(
+        "Schedule: {pacing}, {limit}; send lag p99 {:.1} ms, max {:.1} ms; {queued}.",
+        ms(s.send_lag_p99_us),
+        ms(s.send_lag_max_us)
+    )
+}
