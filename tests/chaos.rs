@@ -9,10 +9,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TempDir, leftovers};
-use slotstorm::backend::docker::RunId;
+use common::{Ended, Running, TempDir, assert_nothing_left, leftovers, read_run};
 use slotstorm::check::failover::FaultReport;
 use slotstorm::history::EventKind;
+use slotstorm::report::model::RunFile;
 use slotstorm::run::{OBSERVER_POLL, RunOptions, RunReport};
 use slotstorm::spec;
 
@@ -24,6 +24,17 @@ async fn run_with_fault(tag: &str, cluster: &str, seconds: u32, fault: &str) -> 
 
 /// [`run_with_fault`] with more `[client]` settings.
 async fn run_with_client(tag: &str, cluster: &str, seconds: u32, fault: &str, client: &str) -> RunReport {
+    run_reading(tag, cluster, seconds, fault, client).await.0
+}
+
+/// [`run_with_client`], with the run's `run.json` (its folder is gone once this returns).
+async fn run_reading(
+    tag: &str,
+    cluster: &str,
+    seconds: u32,
+    fault: &str,
+    client: &str,
+) -> (RunReport, RunFile) {
     let dir = TempDir::new(tag);
     dir.write("chaos.toml", fault);
     let workload = format!(
@@ -60,12 +71,10 @@ command = ["SADD", "{{user:$id}}:events", "$uid"]
     let opts = RunOptions { results_root: dir.0.join("results"), ..RunOptions::default() };
     let report = slotstorm::run::run(&w, &opts).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
     print!("{}", slotstorm::report::fault_lines(&report.faults));
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.dir.join("run.json")).unwrap()).unwrap();
-    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
-    assert_eq!(leftovers(&run_id).await, Vec::<String>::new(), "{tag} left containers behind");
+    let run = common::read_run(&report.dir);
+    assert_eq!(leftovers(&common::run_id(&run)).await, Vec::<String>::new(), "{tag} left containers behind");
     assert!(report.history.events.iter().any(|e| matches!(e.kind, EventKind::FaultHealed { .. })), "healed");
-    report
+    (report, run)
 }
 
 fn secs(us: u64) -> f64 {
@@ -87,8 +96,23 @@ duration = "6s"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_primary_fails_over_and_full_coverage_takes_every_slot_down_until_the_election() {
-    let report =
-        run_with_fault("kill-full", "node_timeout = \"1s\"\nrequire_full_coverage = true", 14, KILL).await;
+    kill_with_full_coverage("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_a_killed_primary_fails_over_with_phases_that_match_its_own_logs() {
+    let run = kill_with_full_coverage("valkey").await;
+    assert!(run.redis_version.starts_with("valkey 9."), "{}", run.redis_version);
+    let slotstorm::report::model::ClusterInfo::Embedded { engine, .. } = run.cluster else { panic!() };
+    assert_eq!(engine, slotstorm::backend::engine::Engine::Valkey);
+}
+
+/// A primary killed at 4 s with node timeout 1 s and full coverage, on `engine`: every
+/// phase found and ordered, the other shards down until the election, the old primary back
+/// as a replica, the poller in step with the nodes' own logs.
+async fn kill_with_full_coverage(engine: &str) -> RunFile {
+    let cluster = format!("engine = \"{engine}\"\nnode_timeout = \"1s\"\nrequire_full_coverage = true");
+    let (report, run) = run_reading(&format!("kill-full-{engine}"), &cluster, 14, KILL, "").await;
     let f = only_fault(&report);
     assert_eq!(f.victims.len(), 1);
     let (t0, detected, elected, converged) = (
@@ -111,7 +135,12 @@ async fn a_killed_primary_fails_over_and_full_coverage_takes_every_slot_down_unt
     assert_ne!(f.elected_node.as_deref(), Some(f.victims[0].as_str()));
     assert!(f.victim_slots.errors() > 0 && f.victim_slots.error_span_us() > 0);
     // Every other shard answered CLUSTERDOWN between the failure report and the election.
-    let other_down: u64 = f.other_slots.error_windows.iter().map(|w| w.errors[3]).sum();
+    let other_down: u64 = f
+        .other_slots
+        .error_windows
+        .iter()
+        .map(|w| w.errors[slotstorm::history::ErrorClass::ClusterDown])
+        .sum();
     assert!(other_down > 0, "other slots: {:?}", f.other_slots.error_windows);
 
     // Started again at the heal, the old primary rejoins as a replica.
@@ -127,6 +156,14 @@ async fn a_killed_primary_fails_over_and_full_coverage_takes_every_slot_down_unt
     let elected_log = f.elected_log_us.expect("the new primary logged its election");
     assert!(detected.abs_diff(detected_log) <= two_polls, "detected: poll {detected}, log {detected_log}");
     assert!(elected.abs_diff(elected_log) <= two_polls, "elected: poll {elected}, log {elected_log}");
+    // The engine's rules, beside the measurement: the detection within what they allow.
+    let p = f.predicted.as_ref().expect("an embedded cluster's fault on a primary is predicted");
+    let [lo, hi] = p.detected_s.expect("a failure is detected first");
+    assert!(
+        lo - 0.15 <= detection && detection <= hi,
+        "detected {detection:.2}s, predicted {lo}–{hi}s: {p:?}"
+    );
+    run
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,6 +251,53 @@ duration = "5s"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_primary_keeps_acknowledging_writes_while_its_replica_is_promoted() {
+    partitioned_primary("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_a_partitioned_primary_keeps_acknowledging_writes_while_its_replica_is_promoted() {
+    partitioned_primary("valkey").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_shutdown_failover_hands_the_slots_over_well_within_the_node_timeout() {
+    let fault = "[[fault]]\nat = \"3s\"\naction = \"shutdown-failover\"\ntarget = { primary-of = \"{user:42}\" }\nduration = \"5s\"\n";
+    let report =
+        run_with_fault("shutdown-failover", "engine = \"valkey\"\nnode_timeout = \"5s\"", 11, fault).await;
+    handed_over(&report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_a_stop_with_shutdown_on_sigterm_failover_hands_the_slots_over() {
+    let fault = "[[fault]]\nat = \"3s\"\naction = \"stop\"\ntarget = { primary-of = \"{user:42}\" }\nduration = \"5s\"\n";
+    let cluster =
+        "engine = \"valkey\"\nnode_timeout = \"5s\"\nconfig = { shutdown-on-sigterm = \"failover\" }";
+    let report = run_with_fault("sigterm-failover", cluster, 11, fault).await;
+    handed_over(&report);
+}
+
+/// A primary that handed its slots to its replica before it exited: the replica was
+/// elected within a second or two of the shutdown's start, not after the node timeout (5 s)
+/// of a failure, the victim's slots failed briefly if at all, and no write was lost.
+fn handed_over(report: &RunReport) {
+    let f = only_fault(report);
+    assert!(f.failed_over(), "{f:?}");
+    let elected = f.elected_us.expect("a replica was promoted");
+    assert!(
+        elected >= f.t0_us && elected - f.t0_us < 2_500_000,
+        "elected {:.2}s after t0: {f:?}",
+        secs(elected - f.t0_us)
+    );
+    assert!(f.detected_us.is_none_or(|d| d > elected), "nobody had to detect a failure first: {f:?}");
+    assert!(f.victim_slots.error_span_us() < 2_000_000, "{:?}", f.victim_slots);
+    let lost = &report.lost_writes[0];
+    assert_eq!(lost.lost(), 0, "a graceful handover loses nothing: {lost:?}");
+    let p = f.predicted.as_ref().expect("predicted");
+    assert_eq!((p.kind.as_str(), &p.note), ("handover", &None), "{p:?}");
+}
+
+/// A primary cut off from the others for 6 s with node timeout 2 s, on `engine`.
+async fn partitioned_primary(engine: &str) {
     let fault = r#"
 [[fault]]
 at = "3s"
@@ -221,7 +305,8 @@ action = "partition"
 target = { primary-of = "{user:42}" }
 duration = "6s"
 "#;
-    let report = run_with_fault("partition", "node_timeout = \"2s\"", 11, fault).await;
+    let cluster = format!("engine = \"{engine}\"\nnode_timeout = \"2s\"");
+    let report = run_with_fault(&format!("partition-{engine}"), &cluster, 11, fault).await;
     let f = only_fault(&report);
     assert!(f.failed_over(), "the majority side promoted the replica: {f:?}");
     assert_ne!(f.elected_node.as_deref(), Some(f.victims[0].as_str()));
@@ -235,14 +320,13 @@ duration = "6s"
     let lost = &report.lost_writes[0];
     assert_eq!(lost.op, "register");
     assert!(lost.lost() > 0, "a split brain loses acknowledged writes: {lost:?}");
-    assert_eq!(lost.lost_by_fault.iter().map(|(_, n)| n).sum::<u64>() + lost.lost_before_faults, lost.lost());
+    assert_eq!(lost.lost_by_fault.iter().map(|l| l.lost).sum::<u64>() + lost.lost_before_faults, lost.lost());
     assert!(lost.failed_present.is_empty(), "a write refused with an error reply never lands");
     let victim_failed = report.history.events.iter().any(|e| {
         e.at_us > f.t0_us
             && matches!(&e.kind, EventKind::State { node, state } if node == &f.victims[0] && state == "fail")
     });
     assert!(victim_failed, "the victim never reported cluster_state:fail");
-    let _ = Duration::ZERO;
 }
 
 #[test]
@@ -254,52 +338,45 @@ fn ctrl_c_during_a_fault_heals_it_writes_results_and_leaves_nothing() {
     );
     let path = dir.write(
         "w.toml",
-        "name = \"sigint-fault\"\nchaos = \"chaos.toml\"\n[load]\nduration = \"40s\"\nmode = \"open\"\nrate = 500\nconcurrency = 32\n[client]\ntimeout = \"300ms\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n[[op]]\nname = \"register\"\ncommand = [\"SADD\", \"{user:$id}:ids\", \"$uid\"]\n",
+        &common::WorkloadToml::new("sigint-fault")
+            .chaos("chaos.toml")
+            .load("duration = \"40s\"\nmode = \"open\"\nrate = 500\nconcurrency = 32")
+            .client("timeout = \"300ms\"")
+            .op("set", common::SET)
+            .op("register", r#"["SADD", "{user:$id}:ids", "$uid"]"#)
+            .text(),
     );
-    let results = dir.0.join("results");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_slotstorm"))
-        .arg("run")
-        .arg(&path)
-        .arg("--results")
-        .arg(&results)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !(results.exists() && std::fs::read_dir(&results).unwrap().next().is_some()) {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = Running::start(&path, &dir.0.join("results"));
     // The pause starts 2 s into the run; interrupt in the middle of it, and again while it
     // winds down: the second signal skips the checks but still heals and cleans up.
-    std::thread::sleep(Duration::from_millis(4000));
-    let interrupt = || {
-        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success()
-    };
-    assert!(interrupt());
+    run.wait_load(Duration::from_millis(4000));
+    assert!(run.interrupt());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(interrupt(), "still winding down 300 ms after the first signal");
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(run.interrupt(), "still winding down 300 ms after the first signal");
+    let Ended { code, stderr, folder, .. } = run.wait();
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("SIGINT again: skipping the settle wait"), "{stderr}");
-    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
     let events = std::fs::read_to_string(folder.join("events.jsonl")).unwrap();
     let injected = events.lines().filter(|l| l.contains("\"fault_injected\"")).count();
     let healed = events.lines().filter(|l| l.contains("\"fault_healed\"")).count();
     assert_eq!((injected, healed), (1, 1), "{events}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["interrupted"], "interrupted by SIGINT");
-    assert_eq!(run["faults"].as_array().unwrap().len(), 1);
-    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+    let run = read_run(&folder);
+    assert_eq!(run.interrupted.as_deref(), Some("interrupted by SIGINT"));
+    assert_eq!(run.faults.len(), 1);
+    assert_nothing_left(&run);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_action_is_injected_and_healed_without_error() {
+    every_action("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_every_action_is_injected_and_healed_without_error() {
+    every_action("valkey").await;
+}
+
+async fn every_action(engine: &str) {
     // Replicas as targets and faults shorter than the node timeout keep the cluster whole,
     // so one run can go through every action in turn.
     let fault = r#"
@@ -346,7 +423,8 @@ action = "partition"
 target = "minority-of-primaries"
 duration = "700ms"
 "#;
-    let report = run_with_fault("every-action", "node_timeout = \"5s\"", 10, fault).await;
+    let cluster = format!("engine = \"{engine}\"\nnode_timeout = \"5s\"");
+    let report = run_with_fault(&format!("every-action-{engine}"), &cluster, 10, fault).await;
     let errors: Vec<_> =
         report.history.events.iter().filter(|e| matches!(e.kind, EventKind::FaultError { .. })).collect();
     assert!(errors.is_empty(), "{errors:?}");
@@ -378,7 +456,12 @@ fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
     );
     let path = dir.write(
         "w.toml",
-        "name = \"fault-error\"\nchaos = \"chaos.toml\"\n[cluster]\nmasters = 1\nreplicas = 1\nnode_timeout = \"1s\"\n[load]\nduration = \"7s\"\nwarmup = \"0s\"\n[[op]]\nname = \"set\"\ncommand = [\"SET\", \"k:$id\", \"$value\"]\n",
+        &common::WorkloadToml::new("fault-error")
+            .chaos("chaos.toml")
+            .cluster("masters = 1\nreplicas = 1\nnode_timeout = \"1s\"")
+            .load("duration = \"7s\"\nwarmup = \"0s\"")
+            .op("set", common::SET)
+            .text(),
     );
     let results = dir.0.join("results");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotstorm"))
@@ -391,16 +474,12 @@ fn a_fault_that_cannot_be_injected_fails_the_run_with_exit_3_and_says_so() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
     // Either no replica looks alive, or the one chosen is the dead one: the kill fails.
-    assert!(stdout.contains("chaos error: fault[1] at "), "{stdout}");
-    assert!(stderr.contains("the chaos did not go as scheduled (1 error)"), "{stderr}");
+    assert!(stdout.contains("run error: fault[1] at "), "{stdout}");
+    assert!(stderr.contains("the run did not go as planned (1 error)"), "{stderr}");
     let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
     let summary = std::fs::read_to_string(folder.join("summary.md")).unwrap();
-    assert!(summary.contains("## Chaos errors") && summary.contains("fault[1] at "), "{summary}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
-    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+    assert!(summary.contains("## Run errors") && summary.contains("fault[1] at "), "{summary}");
+    assert_nothing_left(&read_run(&folder));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -487,9 +566,12 @@ async fn an_application_pool_that_fills_during_a_kill_is_reported_apart_from_the
     // The client recovered after the election and no later than the queue drained: on a
     // quiet machine about 0.5 s after the election; with CI's tests two at a time on two
     // cores, the bursts a draining pool sends were slow to serve for a while longer.
+    // The poller sees the election up to a poll late, so the client may recover just
+    // before the `elected` it reports (21 ms before it, seen once).
     let recovered = f.client_recovered_us.expect("the client recovered");
+    let poll = OBSERVER_POLL.as_micros() as u64;
     assert!(
-        recovered > elected && recovered <= drained + 1_000_000,
+        recovered + poll > elected && recovered <= drained + 1_000_000,
         "recovered {recovered}, elected {elected}, drained {drained}"
     );
 }

@@ -127,12 +127,14 @@ fn an_unreachable_external_cluster_or_a_folder_without_data_is_exit_2_and_one_li
     assert!(stderr.contains("cannot be reached") && stderr.contains("127.0.0.1:1"), "{stderr}");
     assert!(!results.exists(), "nothing written for a run that never started");
 
-    // A results folder whose history is gone cannot be rebuilt: the user's input, exit 2.
+    // A results folder of an older format (run.json before its `format` field) cannot be
+    // rebuilt by this slotstorm: one line naming the format, exit 2.
     let folder = dir.0.join("half");
     std::fs::create_dir(&folder).unwrap();
-    std::fs::write(folder.join("run.json"), "{}").unwrap();
+    std::fs::write(folder.join("run.json"), r#"{"slotstorm_version": "0.1.0"}"#).unwrap();
     let out = slotstorm(&["report", folder.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("run.json format 1 (slotstorm 0.1.0)"), "{stderr}");
 }

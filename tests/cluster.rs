@@ -39,15 +39,14 @@ async fn a_3x1_cluster_agrees_from_every_node_serves_every_shard_and_leaves_noth
         assert_eq!(shape.replicas.values().filter(|p| *p == primary).count(), 1, "one replica of {primary}");
     }
     // The node-timeout lowered for bootstrap is back to the asked-for value.
-    let mut conn = redis::Client::open(format!("redis://{}/", tc.addrs()[0])).unwrap();
+    let node = redis::Client::open(format!("redis://{}/", tc.addrs()[0])).unwrap();
     let timeout: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("cluster-node-timeout")
-        .query_async(&mut conn.get_multiplexed_async_connection().await.unwrap())
+        .query_async(&mut node.get_multiplexed_async_connection().await.unwrap())
         .await
         .unwrap();
     assert_eq!(timeout[1], "5000");
-    let _ = &mut conn;
 
     // Keys on every shard, written and read back through an ordinary cluster client.
     let view = NodeReport::fetch(tc.addrs()[0]).await.unwrap().view;

@@ -3,17 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{TempDir, leftovers};
-use serde_json::Value;
-use slotstorm::backend::docker::RunId;
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
+use common::{TempDir, assert_nothing_left, read_json};
+use slotstorm::report::model::ClusterInfo;
 
 fn slotstorm(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_slotstorm")).args(args).output().unwrap();
@@ -99,12 +92,11 @@ fn a_larger_node_timeout_fails_over_later_and_the_report_shows_it() {
         for run in runs {
             assert_eq!(run["status"], "ok", "{run}");
             let folder = cmp.join(run["dir"].as_str().unwrap());
-            let run_json = read_json(&folder.join("run.json"));
+            let run_json = common::read_run(&folder);
             // Each run had a fresh cluster of its own, with the cell's setting, and removed it.
-            assert_eq!(run_json["cluster"]["node_timeout_ms"], timeout_ms);
-            let id = RunId::new(run_json["cluster"]["run"].as_str().unwrap()).unwrap();
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            assert_eq!(rt.block_on(leftovers(&id)), Vec::<String>::new());
+            let ClusterInfo::Embedded { node_timeout_ms, .. } = run_json.cluster else { panic!("embedded") };
+            assert_eq!(node_timeout_ms, timeout_ms);
+            assert_nothing_left(&run_json);
             assert!(folder.join("report.html").is_file());
         }
     }

@@ -102,8 +102,7 @@ command = ["SET", "{{user:$id}}:k", "$value"]
     let report = report.unwrap_or_else(|e| panic!("{name}: {e}"));
     let probes = probes.expect("the run ended before its cluster was seen").unwrap_or_else(|e| panic!("{e}"));
     drop(probes.guards);
-    let run_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.dir.join("run.json")).unwrap()).unwrap();
+    let run_json = common::read_run(&report.dir);
     print!("{}", slotstorm::report::fault_lines(&report.faults));
     assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
     let f = &report.faults[0];
@@ -137,7 +136,7 @@ command = ["SET", "{{user:$id}}:k", "$value"]
     println!("redis-py {} ({}): {}", probes.victim_key, probes.victim_shard, victim.line());
     println!("redis-py {} ({}): {}", probes.other_key, probes.other_shard, other.line());
 
-    let run_id = RunId::new(run_json["cluster"]["run"].as_str().unwrap()).unwrap();
+    let run_id = common::run_id(&run_json);
     assert_eq!(leftovers(&run_id).await, Vec::<String>::new(), "{name} left containers behind");
     assert!(victim.ok_before > 100, "the probe was not running before the kill: {victim:?}");
     let probe_recovered = victim.last_bad_end.expect("redis-py saw the kill on the victim's slots");

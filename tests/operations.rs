@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TempDir, TestCluster, leftovers};
-use serde_json::Value;
+use common::{TempDir, TestCluster};
 use slotstorm::backend::docker::{self, DockerCluster, RunId};
+use slotstorm::backend::engine::Engine;
 use slotstorm::cluster::admin::NodeRef;
 use slotstorm::cluster::{self, fix, migrate};
-use slotstorm::embedded::{self, EmbeddedSpec};
+use slotstorm::embedded::EmbeddedSpec;
 use slotstorm::history::{EventKind, History, Outcome};
 use slotstorm::run::{RunOptions, RunReport};
 use slotstorm::spec;
@@ -28,16 +28,9 @@ struct Kept {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        let run = self.run.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async {
-                let d = docker::connect().await.unwrap();
-                embedded::down(&d, &run).await.unwrap();
-                assert_eq!(leftovers(&run).await, Vec::<String>::new());
-            });
-        })
-        .join();
+        if let Err(e) = common::down_blocking(&self.run) {
+            eprintln!("tearing down {}: {e}", self.run);
+        }
     }
 }
 
@@ -50,12 +43,25 @@ async fn run_kept(
     seconds: u32,
     chaos: &str,
 ) -> (RunReport, Kept) {
+    run_kept_on(Engine::Redis, dir, name, node_timeout, seconds, chaos).await
+}
+
+/// [`run_kept`] on `engine`'s nodes.
+async fn run_kept_on(
+    engine: Engine,
+    dir: &TempDir,
+    name: &str,
+    node_timeout: &str,
+    seconds: u32,
+    chaos: &str,
+) -> (RunReport, Kept) {
     dir.write(&format!("{name}-chaos.toml"), chaos);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/scripts/sliding_window.lua");
     let text = format!(
         r#"name = "{name}"
 chaos = "{name}-chaos.toml"
 [cluster]
+engine = "{engine}"
 masters = 3
 replicas = 1
 node_timeout = "{node_timeout}"
@@ -96,11 +102,15 @@ args = ["100", "60", "$now"]
     );
     let path = dir.write(&format!("{name}.toml"), &text);
     let workload = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let opts = RunOptions { keep: true, results_root: dir.0.join("results"), ..RunOptions::default() };
+    // Every op kept: the last-write check reads every acknowledged SET.
+    let opts = RunOptions {
+        keep: true,
+        results_root: dir.0.join("results"),
+        all_ops: true,
+        ..RunOptions::default()
+    };
     let report = slotstorm::run::run(&workload, &opts).await.unwrap_or_else(|e| panic!("run {name}: {e}"));
-    let run_json: Value =
-        serde_json::from_str(&std::fs::read_to_string(report.dir.join("run.json")).unwrap()).unwrap();
-    let run = RunId::new(run_json["cluster"]["run"].as_str().unwrap()).unwrap();
+    let run = common::run_id(&common::read_run(&report.dir));
     let d = docker::connect().await.unwrap();
     let cluster = docker::find_cluster(&d, &run).await.unwrap().expect("the kept cluster");
     (report, Kept { run, cluster })
@@ -141,10 +151,19 @@ fn lost(report: &RunReport) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_failover_swaps_roles_loses_nothing_and_barely_disturbs_clients() {
-    let dir = TempDir::new("op-failover");
+    planned_failover(Engine::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_valkey_a_planned_failover_swaps_roles_loses_nothing_and_barely_disturbs_clients() {
+    planned_failover(Engine::Valkey).await;
+}
+
+async fn planned_failover(engine: Engine) {
+    let dir = TempDir::new(&format!("op-failover-{engine}"));
     let chaos =
         "[[operation]]\nat = \"4s\"\naction = \"failover\"\ntarget = { replica-of = \"{user:42}\" }\n";
-    let (report, kept) = run_kept(&dir, "planned-failover", "5s", 10, chaos).await;
+    let (report, kept) = run_kept_on(engine, &dir, "planned-failover", "5s", 10, chaos).await;
     let ops = &report.operations;
     assert_eq!(ops.len(), 1);
     let op = &ops[0];
@@ -166,9 +185,40 @@ async fn a_planned_failover_swaps_roles_loses_nothing_and_barely_disturbs_client
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_1000_slots_under_load_keeps_every_acknowledged_value() {
-    let dir = TempDir::new("op-reshard");
-    let chaos = "[[operation]]\nat = \"4s\"\naction = \"reshard\"\nfrom = { primary-of = \"{user:42}\" }\nto = \"redis-1\"\nslots = 1000\nkeys_per_batch = 20\npipeline = 4\n";
-    let (report, kept) = run_kept(&dir, "reshard", "5s", 14, chaos).await;
+    reshard_under_load(Engine::Redis, "keys").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_valkey_resharding_1000_slots_under_load_keeps_every_acknowledged_value() {
+    reshard_under_load(Engine::Valkey, "keys").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_valkey_an_atomic_reshard_under_load_keeps_every_value_and_never_sends_clients_ask() {
+    let report = reshard_under_load(Engine::Valkey, "atomic").await;
+    let op = &report.operations[0];
+    assert_eq!(op.ask_followed, 0, "the slots changed hands at once: no ASK: {op:?}");
+    let states: Vec<&str> = report
+        .history
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::OperationStep { what, .. } => what.strip_prefix("migration_"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states.last(), Some(&"success"), "the job's states, from the source: {states:?}");
+}
+
+/// 1000 slots of `{user:42}`'s primary resharded to redis-1 at 4 s under the seed's traffic,
+/// by `method`: every acknowledged value is where the client will read it.
+async fn reshard_under_load(engine: Engine, method: &str) -> RunReport {
+    let dir = TempDir::new(&format!("op-reshard-{engine}-{method}"));
+    let tuning = if method == "keys" { "keys_per_batch = 20\npipeline = 4\n" } else { "" };
+    let chaos = format!(
+        "[[operation]]\nat = \"4s\"\naction = \"reshard\"\nfrom = {{ primary-of = \"{{user:42}}\" }}\nto = \"redis-1\"\nslots = 1000\nmethod = \"{method}\"\n{tuning}"
+    );
+    let (report, kept) = run_kept_on(engine, &dir, "reshard", "5s", 14, &chaos).await;
     let op = &report.operations[0];
     assert_eq!(op.error, None, "{op:?}");
     assert_eq!(op.slots, 1000);
@@ -238,11 +288,54 @@ async fn resharding_1000_slots_under_load_keeps_every_acknowledged_value() {
         expected.len(),
         &wrong[..wrong.len().min(5)]
     );
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_valkey_an_atomic_reshard_to_a_killed_target_fails_is_reported_and_moves_nothing() {
+    // The target is killed just before the reshard starts, before anyone flags it: the
+    // reshard cannot reach it and moves nothing. (A target killed while the job runs is
+    // tests/topology.rs' test of the library.)
+    let dir = TempDir::new("op-atomic-dead-target");
+    let chaos = r#"[[fault]]
+at = "3500ms"
+action = "kill"
+target = "redis-1"
+duration = "20s"
+
+[[operation]]
+at = "4s"
+action = "reshard"
+from = { primary-of = "{user:42}" }
+to = "redis-1"
+slots = 1000
+method = "atomic"
+"#;
+    let (report, kept) = run_kept_on(Engine::Valkey, &dir, "atomic-dead-target", "5s", 20, chaos).await;
+    let op = &report.operations[0];
+    let error = op.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("cannot connect to node"), "{op:?}");
+    assert_eq!((op.slots, op.keys), (0, 0), "{op:?}");
+    assert!(op.open_slots.is_empty(), "an atomic migration leaves nothing open: {op:?}");
+    // The slots never left the source.
+    let survey = cluster::survey(&kept.cluster.addrs()).await.unwrap();
+    let owner = survey.seed_view.owner_of(15880).unwrap();
+    assert_eq!(kept.cluster.names().get(&owner.addr.parse().unwrap()).unwrap(), "redis-3");
+    assert_healthy(&kept.cluster.addrs()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_out_to_four_primaries_and_back_in_under_load() {
-    let dir = TempDir::new("op-scale");
+    scale_out_and_in(Engine::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_valkey_scaling_out_to_four_primaries_and_back_in_under_load() {
+    scale_out_and_in(Engine::Valkey).await;
+}
+
+async fn scale_out_and_in(engine: Engine) {
+    let dir = TempDir::new(&format!("op-scale-{engine}"));
     let chaos = r#"[[operation]]
 at = "3s"
 action = "add-node"
@@ -257,7 +350,7 @@ action = "remove-node"
 target = "newest"
 drain = true
 "#;
-    let (report, kept) = run_kept(&dir, "scale", "5s", 22, chaos).await;
+    let (report, kept) = run_kept_on(engine, &dir, "scale", "5s", 22, chaos).await;
     let ops = &report.operations;
     assert_eq!(ops.len(), 3, "{ops:?}");
     for op in ops {
@@ -332,9 +425,18 @@ duration = "8s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_fix_repairs_what_a_dead_source_left_open() {
+    fix_after_a_dead_source(Engine::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_valkey_cluster_fix_repairs_what_a_dead_source_left_open() {
+    fix_after_a_dead_source(Engine::Valkey).await;
+}
+
+async fn fix_after_a_dead_source(engine: Engine) {
     let tc = TestCluster::start(
-        "op-fix",
-        &EmbeddedSpec { node_timeout: Duration::from_secs(2), ..EmbeddedSpec::default() },
+        &format!("op-fix-{engine}"),
+        &EmbeddedSpec { engine, node_timeout: Duration::from_secs(2), ..EmbeddedSpec::default() },
     )
     .await;
     let seeds = tc.addrs();
@@ -417,35 +519,16 @@ name = "set"
 command = ["SET", "k:$id", "$value"]
 "#,
     );
-    let results = dir.0.join("results");
-    let child = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
-        .arg("run")
-        .arg(&workload)
-        .arg("--results")
-        .arg(&results)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !(results.exists() && std::fs::read_dir(&results).unwrap().next().is_some()) {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = common::Running::start(&workload, &dir.0.join("results"));
     // The reshard starts at 2 s and moves 5461 slots one key at a time: it is still running.
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
-    let run: Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
-    let op = &run["operations"][0];
-    assert_eq!(op["action"], "reshard", "{op}");
-    assert_eq!(op["error"], "cut short: the run was stopped", "{op}");
-    assert!(op["slots"].as_u64().unwrap() < 5461, "{op}");
-    let run_id = RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+    run.wait_load(Duration::from_secs(4));
+    assert!(run.interrupt());
+    let common::Ended { code, stderr, folder, .. } = run.wait();
+    assert_eq!(code, Some(130), "{stderr}");
+    let run = common::read_run(&folder);
+    let op = &run.operations[0];
+    assert_eq!(op.action, "reshard", "{op:?}");
+    assert_eq!(op.error.as_deref(), Some("cut short: the run was stopped"), "{op:?}");
+    assert!(op.slots < 5461, "{op:?}");
+    common::assert_nothing_left(&run);
 }

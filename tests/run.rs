@@ -5,7 +5,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{TempDir, TestCluster, external_cluster_toml, leftovers};
+use common::{
+    Ended, Running, TempDir, TestCluster, WorkloadToml, assert_nothing_left, down_blocking,
+    external_cluster_toml, read_run,
+};
 use serde_json::Value;
 use slotstorm::cluster::slot::Slot;
 use slotstorm::embedded::EmbeddedSpec;
@@ -14,15 +17,16 @@ use slotstorm::spec;
 
 /// Run `workload_toml` (written into `dir`) through the library against `tc`.
 async fn run_against(tc: &TestCluster, dir: &TempDir, name: &str, body: &str) -> RunReport {
+    run_keeping(tc, dir, name, body, false).await
+}
+
+/// [`run_against`], keeping every op in the history when `all_ops`.
+async fn run_keeping(tc: &TestCluster, dir: &TempDir, name: &str, body: &str, all_ops: bool) -> RunReport {
     let text = format!("name = \"{name}\"\n{}\n{body}", external_cluster_toml(tc));
     let path = dir.write(&format!("{name}.toml"), &text);
     let workload = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let opts = RunOptions { results_root: dir.0.join("results"), ..RunOptions::default() };
+    let opts = RunOptions { results_root: dir.0.join("results"), all_ops, ..RunOptions::default() };
     slotstorm::run::run(&workload, &opts).await.unwrap_or_else(|e| panic!("run {name}: {e}"))
-}
-
-fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -45,18 +49,15 @@ fn the_smoke_workload_runs_end_to_end_writes_results_and_leaves_nothing() {
     for file in ["run.json", "latency.hlog", "timeline.csv", "shards.csv", "events.jsonl"] {
         assert!(folder.join(file).is_file(), "{file} missing in {}", folder.display());
     }
-    let run = read_json(&folder.join("run.json"));
+    let run = read_run(folder);
     for op in ["get", "set", "touch-user"] {
-        let o = &run["ops"][op];
-        assert!(o["count"].as_u64().unwrap() > 100, "{op}: {o}");
-        assert_eq!(o["errors"], 0, "{op}: {o}");
-        assert!(o["latency_us"]["p99"].as_u64().unwrap() > 0);
-        assert_eq!(o["latency_us"]["count"], o["count"]);
+        let o = &run.ops[op];
+        assert!(o.count > 100, "{op}: {o:?}");
+        assert_eq!(o.errors, 0, "{op}: {o:?}");
+        assert!(o.latency_us.p99 > 0);
+        assert_eq!(o.latency_us.count, o.count);
     }
-    let run_name = run["cluster"]["run"].as_str().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let run_id = slotstorm::backend::docker::RunId::new(run_name).unwrap();
-    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+    assert_nothing_left(&run);
 }
 
 #[test]
@@ -66,7 +67,6 @@ fn a_bad_workload_file_names_line_and_column_exits_2_and_starts_nothing() {
         "bad.toml",
         "name = \"bad-input\"\n[load]\nduration = \"5s\"\nmode = \"closed\"\nconcurency = 4\n\n[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n",
     );
-    let before = docker_ps_count();
     let out = Command::new(env!("CARGO_BIN_EXE_slotstorm")).arg("run").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -76,14 +76,8 @@ fn a_bad_workload_file_names_line_and_column_exits_2_and_starts_nothing() {
     assert!(!stderr.contains("starting cluster"), "{stderr}");
     assert!(!dir.0.join("results").exists());
     // Other tests may start containers meanwhile; none of them is named after this workload.
-    let _ = before;
     let names = Command::new("docker").args(["ps", "-a", "--format", "{{.Names}}"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&names.stdout).contains("bad-input"));
-}
-
-fn docker_ps_count() -> usize {
-    let out = Command::new("docker").args(["ps", "-aq"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,12 +123,12 @@ args = ["100", "60", "$now"]
 "#,
     )
     .await;
-    let run = read_json(&report.dir.join("run.json"));
+    let run = read_run(&report.dir);
     for op in ["get", "set", "user", "batch", "limiter"] {
-        let o = &run["ops"][op];
-        assert!(o["count"].as_u64().unwrap() > 10, "{op}: {o}");
-        assert_eq!(o["errors"], 0, "{op}: {o}");
-        assert!(o["latency_us"]["p50"].as_u64().unwrap() > 0, "{op}: {o}");
+        let o = &run.ops[op];
+        assert!(o.count > 10, "{op}: {o:?}");
+        assert_eq!(o.errors, 0, "{op}: {o:?}");
+        assert!(o.latency_us.p50 > 0, "{op}: {o:?}");
     }
     // The script was loaded on first use (in the warm-up): NOSCRIPT was met and handled,
     // never surfaced.
@@ -146,16 +140,16 @@ args = ["100", "60", "$now"]
     let out = Command::new(common::venv_python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hlog_read.py"))
         .arg(report.dir.join("latency.hlog"))
-        .arg(run["warmup_s"].to_string())
+        .arg(run.warmup_s.to_string())
         .output()
         .unwrap();
     assert!(out.status.success(), "hlog_read.py: {}", String::from_utf8_lossy(&out.stderr));
     let py: Value = serde_json::from_slice(&out.stdout).unwrap();
     let totals = report.history.totals();
     for (k, op) in report.history.op_names.iter().enumerate() {
-        let ours = &run["ops"][op]["latency_us"];
+        let ours = &run.ops[op].latency_us;
         let theirs = &py[op];
-        assert_eq!(ours["count"], theirs["count"], "{op}");
+        assert_eq!(Some(ours.count), theirs["count"].as_u64(), "{op}");
         let h = &totals[k].latency;
         let n = h.len() as f64;
         // The two libraries round a percentile's rank differently (by one sample at most),
@@ -165,8 +159,8 @@ args = ["100", "60", "$now"]
             let high = h.highest_equivalent(h.value_at_quantile((q + 1.0 / n).min(1.0))) as f64;
             low <= theirs && theirs <= high
         };
-        for (p, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
-            let (a, b) = (ours[p].as_f64().unwrap(), theirs[p].as_f64().unwrap());
+        for (p, q, a) in [("p50", 0.5, ours.p50), ("p99", 0.99, ours.p99), ("max", 1.0, ours.max)] {
+            let (a, b) = (a as f64, theirs[p].as_f64().unwrap());
             assert!(within(q, b) && within(q, a), "{op} {p}: ours {a}, hdrhistogram-py {b}");
         }
     }
@@ -201,9 +195,9 @@ pipeline = [
 "#,
     )
     .await;
-    let run = read_json(&report.dir.join("run.json"));
-    assert_eq!(run["ops"]["user"]["errors"], 0);
-    assert_eq!(run["ops"]["user"]["moved_followed"], 0, "the slot table routed every pipeline right");
+    let run = read_run(&report.dir);
+    assert_eq!(run.ops["user"].errors, 0);
+    assert_eq!(run.ops["user"].moved_followed, 0, "the slot table routed every pipeline right");
     // Ask each user's keys of the node that serves their slot, with no redirection.
     let view = slotstorm::cluster::NodeReport::fetch(tc.addrs()[0]).await.unwrap().view;
     for id in 0..200 {
@@ -251,9 +245,14 @@ args = ["25", "60", "$now"]
     // The over-admission check agrees: the limiter held.
     let over = &report.over_admissions[0];
     assert_eq!((over.limit, over.admitted, over.over_windows), (25, 25, 0), "{over:?}");
-    // The admitted ones came first, in send order up to the 4 calls in flight at once (the
-    // server may take them in another order): the 25 admissions are among the first 28 calls
-    // and no call among the first 22 was denied.
+    // The admitted ones came first, in the order the calls completed, up to the 4 calls in
+    // flight at once (the server may take them in another order): the 25 admissions are
+    // among the first 28 calls and no call among the first 22 was denied. Not in the order
+    // they were sent: the first calls meet NOSCRIPT and are sent again after the script is
+    // loaded, so one sent 5th was seen to run after 21 later ones.
+    let mut by_end: Vec<_> = report.history.ops.iter().collect();
+    by_end.sort_by_key(|o| o.start_us + o.latency_us);
+    let replies: Vec<i64> = by_end.iter().filter_map(|o| o.reply).collect();
     let first_denied = replies.iter().position(|&r| r == 0).unwrap();
     let last_admitted = replies.iter().rposition(|&r| r == 1).unwrap();
     assert!(
@@ -266,7 +265,7 @@ args = ["25", "60", "$now"]
 async fn open_loop_holds_its_rate_and_saturation_shows_as_latency() {
     let tc = TestCluster::start("pacing", &EmbeddedSpec::default()).await;
     let dir = TempDir::new("pacing");
-    let report = run_against(
+    let report = run_keeping(
         &tc,
         &dir,
         "paced",
@@ -282,15 +281,18 @@ concurrency = 16
 name = "set"
 command = ["SET", "k:$id", "$value"]
 "#,
+        true,
     )
     .await;
     // Achieved: ops scheduled in the measured 4 s that completed and succeeded, within 1% of
-    // the target; with the send lag below, that is the rate the cluster really got.
+    // the target; with the send lag below, that is the rate the cluster really got. The last
+    // 100 ms are left out: the run stops sending at its end, and under CI's two tests at a
+    // time a stall there left up to 47 ms of due ops unsent (1.2% of the 4 s).
     let ops = &report.history.ops;
     let done = |o: &&slotstorm::history::OpEvent| {
-        (1_000_000..5_000_000).contains(&o.start_us) && o.outcome == slotstorm::history::Outcome::Ok
+        (1_000_000..4_900_000).contains(&o.start_us) && o.outcome == slotstorm::history::Outcome::Ok
     };
-    let achieved = ops.iter().filter(done).count() as f64 / 4.0;
+    let achieved = ops.iter().filter(done).count() as f64 / 3.9;
     assert!((achieved - 2000.0).abs() <= 20.0, "achieved {achieved} ops/s for a target of 2000");
     // And sent on time: the schedule did not run behind (the median, as a stall of this
     // shared machine's VM delays a percent or two of the sends by tens of milliseconds).
@@ -327,37 +329,81 @@ command = ["SET", "k:$id", "$value"]
 #[test]
 fn ctrl_c_mid_run_writes_what_was_measured_and_leaves_nothing() {
     let dir = TempDir::new("sigint-run");
-    let child = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
-        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/smoke.toml"), "--results"])
-        .arg(dir.0.join("results"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the load is running (the progress shows), then interrupt.
-    let start = std::time::Instant::now();
-    let results = dir.0.join("results");
-    while !(results.exists() && std::fs::read_dir(&results).unwrap().next().is_some()) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the run never started");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let folder = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
-    let run = read_json(&folder.join("run.json"));
-    assert_eq!(run["interrupted"], "interrupted by SIGINT");
-    let elapsed = run["elapsed_s"].as_f64().unwrap();
+    let workload = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/smoke.toml"));
+    let run = Running::start(workload, &dir.0.join("results"));
+    run.wait_load(std::time::Duration::from_millis(2500));
+    assert!(run.interrupt());
+    let Ended { code, stderr, folder, .. } = run.wait();
+    assert_eq!(code, Some(130), "{stderr}");
+    let run = read_run(&folder);
+    assert_eq!(run.interrupted.as_deref(), Some("interrupted by SIGINT"));
+    let elapsed = run.elapsed_s;
     assert!(elapsed > 1.5 && elapsed < 5.5, "stopped early: {elapsed}");
-    assert!(run["ops"]["get"]["count"].as_u64().unwrap() > 0, "measured before the signal");
+    assert!(run.ops["get"].count > 0, "measured before the signal");
     for file in ["latency.hlog", "timeline.csv", "events.jsonl"] {
         assert!(folder.join(file).is_file(), "{file}");
     }
-    let run_id = slotstorm::backend::docker::RunId::new(run["cluster"]["run"].as_str().unwrap()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(leftovers(&run_id)), Vec::<String>::new());
+    assert_nothing_left(&run);
+}
+
+#[test]
+fn a_run_killed_mid_fault_leaves_its_history_and_report_rebuilds_the_folder_from_it() {
+    let dir = TempDir::new("killed-run");
+    dir.write(
+        "kill.toml",
+        "[[fault]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"random-primary\"\nduration = \"60s\"\n",
+    );
+    let workload = WorkloadToml::new("killed")
+        .chaos("kill.toml")
+        .cluster("node_timeout = \"1s\"")
+        .load("duration = \"60s\"")
+        .load("warmup = \"0s\"")
+        .load("mode = \"closed\"")
+        .load("concurrency = 8")
+        .client("timeout = \"300ms\"")
+        .op("get", r#"["GET", "k:$id"]"#)
+        .op("set", r#"["SET", "k:$id", "$value"]"#);
+    let path = dir.write("killed.toml", &workload.text());
+    // The shipped limiter, so that over-admission is measured again from the history.
+    let text = std::fs::read_to_string(&path).unwrap()
+        + "[[op]]\nname = \"limiter\"\nscript = \"scripts/sliding_window.lua\"\nkeys = [\"{ratelimit:$id}:sliding\"]\nargs = [\"5\", \"60\", \"$now\"]\n";
+    std::fs::write(&path, text).unwrap();
+    let mut run = Running::start(&path, &dir.0.join("results"));
+    // Killed 8 s in: 6 s into the fault, before anything heals it.
+    run.wait_load(std::time::Duration::from_secs(8));
+    run.kill();
+    let Ended { folder, .. } = run.wait();
+    // What was left: run.json from the start, unfinished, and the history up to a block.
+    let before = read_run(&folder);
+    let slotstorm::report::model::ClusterInfo::Embedded { run: id, .. } = &before.cluster else { panic!() };
+    let removed = down_blocking(&slotstorm::backend::docker::RunId::new(id).unwrap());
+    assert!(!before.finished && before.totals.count == 0, "{before:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_slotstorm")).arg("report").arg(&folder).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("this run did not finish") && stderr.contains("not judged"), "{stderr}");
+    let after = read_run(&folder);
+    assert!(!after.finished);
+    assert!(after.interrupted.as_deref().is_some_and(|i| i.starts_with("did not finish")), "{after:?}");
+    // Up to its last block: an interval is written once every worker is three intervals
+    // past it, and a block goes out every second, so the last 3-4 s are not there.
+    assert!(after.elapsed_s >= 3.0 && after.elapsed_s <= 8.0, "{}", after.elapsed_s);
+    assert!(after.ops["get"].count > 100 && after.ops["limiter"].count > 5, "{:?}", after.ops);
+    // The fault injected before the kill is there, measured from the history: the killed
+    // primary's slots failed from 2 s on.
+    assert_eq!(after.faults.len(), 1, "{:?}", after.faults);
+    assert!(after.totals.errors > 0, "{:?}", after.totals);
+    let over = &after.over_admissions[0];
+    assert_eq!((over.op.as_str(), over.limit), ("limiter", 5));
+    assert!(over.admitted >= 5 && over.over_windows == 0, "{over:?}");
+    assert!(after.lost_writes.is_empty() && after.slo_verdicts.is_empty());
+    let timeline = std::fs::read_to_string(folder.join("timeline.csv")).unwrap();
+    assert!(timeline.lines().count() >= 4, "{timeline}");
+    for file in ["report.html", "summary.md", "latency.hlog", "events.jsonl"] {
+        assert!(folder.join(file).is_file(), "{file}");
+    }
+    removed.unwrap();
+    assert_nothing_left(&after);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -446,6 +492,10 @@ async fn a_violated_slo_exits_1_with_a_junit_naming_it_and_met_slos_exit_0() {
             }
         }
         assert_eq!(cases, 2, "{junit}");
+        // run.json (checked against its schema) holds the same verdicts as the run decided.
+        let verdicts = read_run(&folder).slo_verdicts;
+        let failed = verdicts.iter().filter(|v| v.outcome == slotstorm::check::slo::Outcome::Fail).count();
+        assert_eq!((verdicts.len(), failed), (2, usize::from(code == 1)), "{verdicts:?}");
         if code == 1 {
             assert_eq!(failures.len(), 1, "{junit}");
             assert!(failures[0].contains("p99") && failures[0].contains("get"), "{failures:?}");

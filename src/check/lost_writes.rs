@@ -22,7 +22,7 @@ pub struct ReadBack {
 }
 
 /// One add, for the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Add {
     /// The uid added.
     pub uid: u64,
@@ -33,7 +33,7 @@ pub struct Add {
 }
 
 /// The verdict on one set-full op.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LostWrites {
     /// The op's name.
     pub op: String,
@@ -56,10 +56,19 @@ pub struct LostWrites {
     /// Adds whose key could not be read back, left unjudged.
     pub unjudged: u64,
     /// Lost writes by the fault whose window (from when its injection began until the next
-    /// one's) the acknowledgement fell in: `(fault report index, count)`.
-    pub lost_by_fault: Vec<(usize, u64)>,
+    /// one's) the acknowledgement fell in; faults without any are left out.
+    pub lost_by_fault: Vec<FaultLoss>,
     /// Lost writes acknowledged before any fault.
     pub lost_before_faults: u64,
+}
+
+/// Lost writes acknowledged during one fault's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct FaultLoss {
+    /// The fault report's index (in `run.json`'s `faults`).
+    pub fault: usize,
+    /// Lost writes acknowledged in its window.
+    pub lost: u64,
 }
 
 impl LostWrites {
@@ -110,7 +119,12 @@ pub fn check(
             (Outcome::Ok, true) | (Outcome::Fail(_), false) => {}
         }
     }
-    out.lost_by_fault = by_fault.into_iter().enumerate().filter(|(_, n)| *n > 0).collect();
+    out.lost_by_fault = by_fault
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, lost)| lost > 0)
+        .map(|(fault, lost)| FaultLoss { fault, lost })
+        .collect();
     out
 }
 
@@ -148,6 +162,7 @@ mod tests {
             acked_on_victim_slots_before_election: 0,
             victim_slots: Impact::default(),
             other_slots: Impact::default(),
+            predicted: None,
         }
     }
 
@@ -172,7 +187,7 @@ mod tests {
         assert_eq!(r.adds, 5);
         assert_eq!(r.acknowledged, 5);
         assert_eq!(r.lost(), 3);
-        assert_eq!(r.lost_by_fault, vec![(0, 2)]);
+        assert_eq!(r.lost_by_fault, vec![FaultLoss { fault: 0, lost: 2 }]);
         assert_eq!(r.lost_before_faults, 1);
         assert_eq!(r.acknowledged_lost[0], Add { uid: 2, id: 7, at_us: 5_001_000 });
     }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::windows::{Badness, Window, windows};
-use crate::history::{ErrorClass, EventKind, History, new_histogram};
+use crate::history::{ErrorCounts, EventKind, History, new_histogram};
 
 /// How long before an operation its "before" latency is taken from.
 const BEFORE_US: u64 = 10_000_000;
@@ -14,7 +14,7 @@ const BEFORE_US: u64 = 10_000_000;
 const MERGE_GAP_US: u64 = 500_000;
 
 /// One operation, measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct OperationReport {
     /// Its number in the chaos file.
     pub index: usize,
@@ -47,7 +47,7 @@ pub struct OperationReport {
     /// ASK redirections the driver followed in those intervals.
     pub ask_followed: u64,
     /// Attempt errors while it ran, by class (including those a retry hid).
-    pub attempt_errors: [u64; ErrorClass::COUNT],
+    pub attempt_errors: ErrorCounts,
     /// Error windows of the ops (any slot) from its start to 2 s after its end.
     pub error_windows: Vec<Window>,
     /// p99 of the ops that started in the 10 s before it, µs.
@@ -110,7 +110,7 @@ fn one(
         steps: 0,
         moved_followed: 0,
         ask_followed: 0,
-        attempt_errors: [0; ErrorClass::COUNT],
+        attempt_errors: ErrorCounts::default(),
         error_windows: Vec::new(),
         p99_before_us: None,
         p99_during_us: None,
@@ -148,26 +148,26 @@ fn one(
     let secs = (end - start) as f64 / 1e6;
     report.keys_per_s = if secs > 0.0 { report.keys as f64 / secs } else { 0.0 };
     report.bytes_per_s = if secs > 0.0 { report.bytes as f64 / secs } else { 0.0 };
+    // From the intervals (every op is counted there; few are kept one by one): those the
+    // operation overlaps are "during", those wholly in the 10 s before it "before".
     let len = history.interval.as_micros().max(1) as u64;
-    for interval in &history.intervals {
+    let (mut before, mut during) = (new_histogram(), new_histogram());
+    for interval in history.intervals.iter() {
         let (a, b) = (u64::from(interval.index) * len, u64::from(interval.index + 1) * len);
         if a <= end && b >= start {
             for s in &interval.ops {
                 report.moved_followed += s.moved;
                 report.ask_followed += s.ask;
+                during.add(&s.latency).expect("histograms share bounds");
+            }
+        } else if a >= start.saturating_sub(BEFORE_US) && b <= start {
+            for s in &interval.ops {
+                before.add(&s.latency).expect("histograms share bounds");
             }
         }
     }
     for e in history.errors.iter().filter(|e| e.at_us >= start && e.at_us <= end) {
-        report.attempt_errors[e.class.index()] += 1;
-    }
-    let (mut before, mut during) = (new_histogram(), new_histogram());
-    for o in &history.ops {
-        if o.start_us >= start.saturating_sub(BEFORE_US) && o.start_us < start {
-            before.saturating_record(o.latency_us.max(1));
-        } else if o.start_us >= start && o.start_us <= end {
-            during.saturating_record(o.latency_us.max(1));
-        }
+        report.attempt_errors[e.class] += 1;
     }
     let p99 = |h: &hdrhistogram::Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99));
     report.p99_before_us = p99(&before);
@@ -183,7 +183,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::history::{ErrorEvent, Event, OpEvent, OpKind, Outcome};
+    use crate::history::{ErrorClass, ErrorEvent, Event, OpEvent, OpKind, Outcome};
 
     fn event(at_ms: u64, kind: EventKind) -> Event {
         Event { at_us: at_ms * 1000, kind }
@@ -196,7 +196,7 @@ mod tests {
             warmup: Duration::ZERO,
             started_at: std::time::SystemTime::UNIX_EPOCH,
             elapsed: Duration::from_secs(60),
-            intervals: Vec::new(),
+            intervals: Default::default(),
             ops,
             errors,
             events,
@@ -253,12 +253,12 @@ mod tests {
                 last: true,
             },
         ];
-        let r = &operation_reports(&history(ops, errors, events))[0];
+        let r = &operation_reports(&history(ops, errors, events).count_ops())[0];
         assert_eq!((r.started_us, r.ended_us, r.duration_us()), (10_000_000, 14_000_000, 4_000_000));
         assert_eq!((r.slots, r.keys, r.steps, r.keys_per_s), (1000, 4000, 1, 1000.0));
         assert_eq!((r.bytes, r.bytes_per_s), (320_000, 80_000.0));
         assert_eq!(r.detail, "1000 slots redis-3 → redis-1");
-        assert_eq!(r.attempt_errors[ErrorClass::TryAgain.index()], 1, "the error after its end is not its");
+        assert_eq!(r.attempt_errors[ErrorClass::TryAgain], 1, "the error after its end is not its");
         assert_eq!(
             (r.p99_before_us.map(|v| v / 1000), r.p99_during_us.map(|v| v / 1000)),
             (Some(1), Some(30))

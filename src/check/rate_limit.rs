@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::history::{OpEvent, OpKind, Outcome};
 
 /// The verdict on one limiter op.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct OverAdmission {
     /// The op's name.
     pub op: String,

@@ -32,7 +32,7 @@ pub struct Measured {
 }
 
 /// A verdict's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The limit was met.
@@ -61,7 +61,7 @@ impl fmt::Display for Outcome {
 }
 
 /// One limit judged once (per fault, per op, or for the whole run).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Verdict {
     /// Unique within a run and readable on its own, e.g.
     /// `max_failover fault[0] kill redis-3 @10.0s` or `p99 get-profile`.
@@ -92,10 +92,10 @@ pub fn evaluate(slo: &Slo, history: &History, faults: &[FaultReport], measured: 
         if faults.is_empty() {
             let key = window.key();
             // Faults that were due but could not be injected leave nothing to judge.
-            let (observed, outcome) = if super::chaos_errors(&history.events).is_empty() {
+            let (observed, outcome) = if !super::any_fault_error(&history.events) {
                 ("no faults", Outcome::Pass)
             } else {
-                ("no fault was injected (see the chaos errors)", Outcome::Unknown)
+                ("no fault was injected (see the run errors)", Outcome::Unknown)
             };
             out.push(verdict(key.into(), key.into(), at_most(limit), observed.into(), outcome));
         }
@@ -288,7 +288,7 @@ fn steady_state(history: &History, faults: &[FaultReport]) -> Vec<Histogram<u64>
     let len_us = (history.interval.as_micros() as u64).max(1);
     let windows: Vec<(u64, u64)> = faults.iter().map(fault_window).collect();
     let mut out = vec![crate::history::new_histogram(); history.op_names.len()];
-    for interval in &history.intervals {
+    for interval in history.intervals.iter() {
         let start = u64::from(interval.index) * len_us;
         let end = start + len_us;
         if history.in_warmup(interval.index) || windows.iter().any(|&(a, b)| start < b && a < end) {

@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::history::{ErrorClass, OpEvent};
+use crate::history::{ErrorClass, ErrorCounts, OpEvent};
 
 /// One window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Window {
     /// Start of the first bad op in it, µs since the run began.
     pub start_us: u64,
@@ -16,7 +16,7 @@ pub struct Window {
     pub ops: u64,
     /// Of those, failed or unknown ones by class (slow but successful ops are not counted
     /// here).
-    pub errors: [u64; ErrorClass::COUNT],
+    pub errors: ErrorCounts,
 }
 
 impl Window {
@@ -27,16 +27,13 @@ impl Window {
 
     /// Errors of every class.
     pub fn error_count(&self) -> u64 {
-        self.errors.iter().sum()
+        self.errors.total()
     }
 
     /// `4180 errors: 3012 refused, 1168 clusterdown`, largest first.
     pub fn describe_errors(&self) -> String {
-        let mut by: Vec<(u64, &str)> = ErrorClass::ALL
-            .iter()
-            .map(|c| (self.errors[c.index()], c.name()))
-            .filter(|(n, _)| *n > 0)
-            .collect();
+        let mut by: Vec<(u64, &str)> =
+            ErrorClass::ALL.iter().map(|c| (self.errors[*c], c.name())).filter(|(n, _)| *n > 0).collect();
         by.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
         let parts: Vec<String> = by.iter().map(|(n, c)| format!("{n} {c}")).collect();
         if parts.is_empty() {
@@ -84,13 +81,13 @@ pub fn windows<'a>(
                 w.end_us = w.end_us.max(end);
                 w.ops += 1;
                 if let Some(c) = error {
-                    w.errors[c.index()] += 1;
+                    w.errors[c] += 1;
                 }
             }
             _ => {
-                let mut errors = [0; ErrorClass::COUNT];
+                let mut errors = ErrorCounts::default();
                 if let Some(c) = error {
-                    errors[c.index()] += 1;
+                    errors[c] += 1;
                 }
                 out.push(Window { start_us: start, end_us: end, ops: 1, errors });
             }
@@ -123,7 +120,7 @@ mod tests {
         let w = windows(&ops, |_| true, Badness::Errors, 600_000);
         assert_eq!(w.len(), 2);
         assert_eq!((w[0].start_us, w[0].end_us, w[0].ops), (100_000, 701_000, 3));
-        assert_eq!(w[0].errors[ErrorClass::ClusterDown.index()], 2);
+        assert_eq!(w[0].errors[ErrorClass::ClusterDown], 2);
         assert_eq!(w[0].describe_errors(), "3 errors: 2 clusterdown, 1 refused");
         assert_eq!(w[1].len_us(), 1000);
         // With no merging, the ok op at 500 ms splits nothing: gaps decide, not ok ops.

@@ -2,6 +2,9 @@
 //! left importing or migrating ([`open_slots`]) and slots no answering primary serves
 //! ([`uncovered_slots`]). [`fix`] finishes or closes each open slot and gives each uncovered
 //! one an owner, then waits until the nodes that answer agree and report `cluster_state:ok`.
+//!
+//! Length: about 70 lines are unit tests; the repair's cases (finish, take over, close,
+//! assign) are kept together so their order can be read in one place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -10,10 +13,11 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::admin::{self, AdminError, Reachable, describe, slot_list, to_ranges};
+use super::admin::{AdminError, describe};
 use super::node::{ADMIN_TIMEOUT, Node};
+use super::settle::{self, Reachable};
 use super::slot::{SLOT_COUNT, Slot};
-use super::topology::{NodeId, SlotRange, View};
+use super::topology::{self, NodeId, SlotRange, View, slot_list, to_ranges};
 use super::transfer::{BatchOptions, Moved, Replace, move_keys, set_owner};
 
 /// Which way a slot is open on a node.
@@ -40,12 +44,15 @@ pub struct OpenSlot {
     pub kind: OpenKind,
 }
 
-/// Every slot open on the node that answered each view. A node shows its open slots only
-/// in its own line of `CLUSTER NODES`, so this needs every node's own view.
+/// Every slot open on the primary that answered each view. A node shows its open slots
+/// only in its own line of `CLUSTER NODES`, so this needs every node's own view. Valkey (8
+/// and later) shows a replica its primary's open slots too, and changes them when its
+/// primary's change: they are left out, the primary's are what is repaired.
 pub fn open_slots(views: &[View]) -> Vec<OpenSlot> {
     let mut out: Vec<OpenSlot> = views
         .iter()
         .filter_map(View::myself)
+        .filter(|me| me.is_primary())
         .flat_map(|me| {
             me.open_slots.iter().filter_map(|(slot, peer, importing)| {
                 Some(OpenSlot {
@@ -134,7 +141,7 @@ impl fmt::Display for SlotHealth {
 
 /// Ask every node of `view` and report open and uncovered slots.
 pub async fn slot_health(view: &View) -> SlotHealth {
-    SlotHealth::of(&admin::reach(view).await)
+    SlotHealth::of(&settle::reach(view).await)
 }
 
 /// [`slot_health`] of the cluster the seeds belong to.
@@ -142,7 +149,7 @@ pub async fn slot_health(view: &View) -> SlotHealth {
 /// # Errors
 /// [`AdminError::Cluster`] when no seed answers.
 pub async fn check_slots(seeds: &[SocketAddr]) -> Result<SlotHealth, AdminError> {
-    Ok(slot_health(&admin::seed_view(seeds).await?).await)
+    Ok(slot_health(&settle::seed_view(seeds).await?).await)
 }
 
 /// How long a node may take to hear that a replica was promoted.
@@ -253,8 +260,8 @@ pub fn decide(
 pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, AdminError> {
     let start = Instant::now();
     let (view, reachable) = loop {
-        let view = admin::seed_view(seeds).await?;
-        let reachable = admin::reach(&view).await;
+        let view = settle::seed_view(seeds).await?;
+        let reachable = settle::reach(&view).await;
         match pending_failover(&view, &reachable) {
             None => break (view, reachable),
             Some(e) if start.elapsed() >= opts.timeout => return Err(e),
@@ -270,12 +277,12 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
         let Some(me) = r.view.myself().filter(|m| m.is_primary()) else { continue };
         nodes.insert(me.id.clone(), Node::connect(r.addr, opts.migrate_timeout + ADMIN_TIMEOUT).await?);
         slot_counts.insert(me.id.clone(), me.slot_count());
-        for s in admin::slots_in(&me.slots) {
+        for s in topology::slots_in(&me.slots) {
             claims.entry(s).or_default().push(me.id.clone());
         }
     }
     let mut todo: BTreeSet<u16> = health.open.iter().map(|o| o.slot.get()).collect();
-    todo.extend(admin::slots_in(&health.uncovered));
+    todo.extend(topology::slots_in(&health.uncovered));
     todo.extend(claims.iter().filter(|(_, c)| c.len() > 1).map(|(s, _)| *s));
     let keys = count_keys(&mut nodes, &todo).await?;
     let batch = BatchOptions {
@@ -385,7 +392,7 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
         "Slots repaired; waiting for the nodes to agree."
     );
     drop(view);
-    admin::wait_settled(seeds, opts.timeout.saturating_sub(start.elapsed())).await?;
+    settle::wait_settled(seeds, opts.timeout.saturating_sub(start.elapsed())).await?;
     report.elapsed = start.elapsed();
     Ok(report)
 }
@@ -393,22 +400,17 @@ pub async fn fix(seeds: &[SocketAddr], opts: &FixOptions) -> Result<FixReport, A
 /// Poll the primaries until each reports `cluster_state:ok`: a node refuses the keys of a
 /// move while its cluster is down.
 async fn wait_state_ok(nodes: &mut BTreeMap<NodeId, Node>, timeout: Duration) -> Result<(), AdminError> {
-    let start = Instant::now();
-    loop {
-        let mut still = None;
-        for node in nodes.values_mut() {
+    let nodes = &tokio::sync::Mutex::new(nodes);
+    super::settle::poll_until(timeout, Duration::from_millis(50), || async move {
+        for node in nodes.lock().await.values_mut() {
             let state = node.cluster_info().await?.get("cluster_state").cloned().unwrap_or_default();
             if state != "ok" {
-                still = Some(format!("{} reports cluster_state:{state}", node.addr));
-                break;
+                return Ok(Some(format!("{} reports cluster_state:{state}", node.addr)));
             }
         }
-        let Some(still) = still else { return Ok(()) };
-        if start.elapsed() >= timeout {
-            return Err(super::ClusterError::NotReady { waited: start.elapsed(), still }.into());
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
+        Ok::<_, AdminError>(None)
+    })
+    .await
 }
 
 /// A primary that serves slots and does not answer, and either has a replica that does
@@ -562,6 +564,10 @@ mod tests {
         // Another node's line never counts: here `a` is not `myself`.
         let other = View::parse(&A.replace("myself,", "")).unwrap();
         assert!(open_slots(&[other]).is_empty());
+        // A Valkey replica shows its primary's open slot in its own line: its primary's
+        // state is the one that counts.
+        let replica = View::parse(&C.replace("connected\n", "connected [5->-b]\n")).unwrap();
+        assert!(open_slots(&[replica]).is_empty());
     }
 
     #[test]

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::admin::{self, AdminError, NodeRef, Reachable, describe, live_addr, resolve};
+use super::admin::{AdminError, NodeRef, describe, live_addr, resolve};
 use super::node::{ADMIN_TIMEOUT, Node};
-use super::topology::{NodeId, View};
+use super::settle::{self, Reachable};
+use super::topology::{self, NodeId, View};
 use super::{connect_retrying, replicate_when_known};
 
 /// The role a joining node takes.
@@ -55,7 +56,7 @@ pub async fn join(
 ) -> Result<Joined, AdminError> {
     let start = Instant::now();
     let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|&s| s != new).collect();
-    let view = admin::seed_view(&seeds).await?;
+    let view = settle::seed_view(&seeds).await?;
     let primary = match role {
         JoinAs::Primary => None,
         JoinAs::ReplicaOf(p) => {
@@ -87,13 +88,13 @@ pub async fn join(
     }
     let expected = view.nodes.iter().filter(|n| !n.is_failed()).count() + 1;
     let left = |start: Instant| timeout.saturating_sub(start.elapsed());
-    admin::wait_until(&seeds, left(start), |r| handshake_pending(r, &id, expected)).await?;
+    settle::wait_until(&seeds, left(start), |r| handshake_pending(r, &id, expected)).await?;
     tracing::debug!(node = %new, elapsed = ?start.elapsed(), "Every answering node knows the new node.");
     if let Some(p) = &primary {
         replicate_when_known(&mut node, p, start + timeout).await?;
     }
-    admin::wait_until(&seeds, left(start), |r| {
-        role_pending(r, &id, primary.as_ref()).or_else(|| admin::settled_reason(r))
+    settle::wait_until(&seeds, left(start), |r| {
+        role_pending(r, &id, primary.as_ref()).or_else(|| settle::settled_reason(r))
     })
     .await?;
     Ok(Joined { id, addr: new, primary, elapsed: start.elapsed() })
@@ -163,13 +164,13 @@ pub async fn forget(
     timeout: Duration,
 ) -> Result<Forgotten, AdminError> {
     let start = Instant::now();
-    let view = admin::seed_view(seeds).await?;
+    let view = settle::seed_view(seeds).await?;
     let entry = resolve(&view, node, "node to remove")?.clone();
     if entry.is_primary() && entry.slot_count() > 0 {
         return Err(AdminError::StillServesSlots {
             node: describe(&entry),
             count: entry.slot_count(),
-            slots: admin::slot_list(admin::slots_in(&entry.slots)),
+            slots: topology::slot_list(topology::slots_in(&entry.slots)),
         });
     }
     let replicas: Vec<_> = view.nodes.iter().filter(|n| n.primary.as_ref() == Some(&entry.id)).collect();
@@ -219,7 +220,7 @@ pub async fn forget(
     }
     let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|s| s.to_string() != entry.addr).collect();
     let id = entry.id.clone();
-    admin::wait_until(&seeds, timeout.saturating_sub(start.elapsed()), |r| {
+    settle::wait_until(&seeds, timeout.saturating_sub(start.elapsed()), |r| {
         r.reports
             .iter()
             .find(|rep| rep.view.node(&id).is_some())

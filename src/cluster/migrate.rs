@@ -5,6 +5,8 @@
 //!
 //! A plan is checked against the cluster before anything moves ([`validate`]), and several
 //! slots move at once (a bounded number) so that a thousand slots take seconds.
+//!
+//! Length: about 80 lines are unit tests; the key-by-key move is one loop best read whole.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -15,15 +17,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::admin::{
-    AdminError, NodeRef, Reachable, describe, live_addr, resolve, seed_view, slot_list, to_ranges,
-};
+use super::ClusterError;
+use super::admin::{AdminError, NodeRef, describe, live_addr, resolve};
 use super::node::{ADMIN_TIMEOUT, Node};
+use super::settle::{self, Reachable, seed_view};
 use super::slot::Slot;
-use super::topology::{NodeId, SlotRange, View};
+use super::topology::{self, NodeId, SlotRange, View, slot_list, to_ranges};
 pub use super::transfer::Replace;
 use super::transfer::{BatchOptions, move_keys, set_owner, tell_others};
-use super::{ClusterError, admin};
 
 /// Which slots go where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct ReshardOptions {
     pub replace: Replace,
     /// Wait until every answering node sees the target serving the slots before returning.
     pub wait_agreement: bool,
+    /// Have the nodes move the slots themselves, all at once (Valkey 9's `CLUSTER
+    /// MIGRATESLOTS`, [`super::atomic`]), instead of key by key.
+    pub atomic: bool,
 }
 
 impl Default for ReshardOptions {
@@ -62,6 +66,7 @@ impl Default for ReshardOptions {
             timeout: Duration::from_secs(300),
             replace: Replace::Never,
             wait_agreement: true,
+            atomic: false,
         }
     }
 }
@@ -93,6 +98,12 @@ pub enum ReshardEvent {
         slot: Slot,
         /// Keys it carried.
         keys: u64,
+    },
+    /// An atomic migration's job reached a new state (`snapshotting`, `streaming`, …,
+    /// `success`).
+    Phase {
+        /// The state, as `CLUSTER GETSLOTMIGRATIONS` names it.
+        state: String,
     },
     /// Every slot was handed over.
     Done {
@@ -201,7 +212,7 @@ pub fn lowest_slots(view: &View, node: &NodeRef, count: u32) -> Result<Vec<SlotR
     let entry = resolve(view, node, "source")?;
     let mut ranges = entry.slots.clone();
     ranges.sort();
-    Ok(to_ranges(admin::slots_in(&ranges).into_iter().take(count as usize)))
+    Ok(to_ranges(topology::slots_in(&ranges).into_iter().take(count as usize)))
 }
 
 /// The one slot `key` (or the `{tag}` in it) hashes to.
@@ -248,8 +259,20 @@ pub async fn reshard(
     if !open.is_empty() {
         return Err(AdminError::SlotsOpen { slots: open.join(", ") });
     }
-    let others = other_primaries(&view, &[&checked.from, &checked.to]).await;
     let total = checked.slots.len() as u32;
+    if opts.atomic {
+        on_event(ReshardEvent::Started { from: checked.from.clone(), to: checked.to.clone(), slots: total });
+        // The job hands every slot over or none: nothing is left open when it fails.
+        let (keys, bytes) = super::atomic::contents(&mut src, &checked.slots).await?;
+        let mut on_state = |state: &str| on_event(ReshardEvent::Phase { state: state.to_string() });
+        let deadline = start + opts.timeout;
+        super::atomic::migrate(&mut src, &checked.to, &checked.slots, deadline, &mut on_state).await?;
+        let elapsed = start.elapsed();
+        on_event(ReshardEvent::Done { slots: total, keys, bytes, elapsed });
+        let tally = Tally { slots: total, keys, bytes, ..Tally::default() };
+        return finish(seeds, &checked, opts, start, tally, elapsed).await;
+    }
+    let others = other_primaries(&view, &[&checked.from, &checked.to]).await;
     on_event(ReshardEvent::Started { from: checked.from.clone(), to: checked.to.clone(), slots: total });
 
     let ctx = SlotMove {
@@ -288,6 +311,18 @@ pub async fn reshard(
         });
     }
     on_event(ReshardEvent::Done { slots: tally.slots, keys: tally.keys, bytes: tally.bytes, elapsed });
+    finish(seeds, &checked, opts, start, tally, elapsed).await
+}
+
+/// The report of a reshard whose slots all moved, once every node agrees (when asked to).
+async fn finish(
+    seeds: &[SocketAddr],
+    checked: &CheckedPlan,
+    opts: &ReshardOptions,
+    start: Instant,
+    tally: Tally,
+    elapsed: Duration,
+) -> Result<ReshardReport, AdminError> {
     let mut report = ReshardReport {
         from: checked.from.clone(),
         to: checked.to.clone(),
@@ -301,7 +336,7 @@ pub async fn reshard(
     };
     if opts.wait_agreement {
         let left = opts.timeout.saturating_sub(start.elapsed());
-        admin::wait_until(seeds, left, |r| handover_pending(r, &checked.to, &checked.slots)).await?;
+        settle::wait_until(seeds, left, |r| handover_pending(r, &checked.to, &checked.slots)).await?;
         report.agreed_after = Some(start.elapsed() - elapsed);
     }
     Ok(report)
@@ -359,14 +394,37 @@ struct SlotMove<'a> {
     opts: &'a ReshardOptions,
     on_event: &'a (dyn Fn(ReshardEvent) + Send + Sync),
     in_flight: Mutex<BTreeSet<u16>>,
-    counters: [AtomicU64; 5],
+    counters: Counters,
     stop: AtomicBool,
+}
+
+/// What the slot moves under way have done so far, counted from several tasks at once.
+#[derive(Default)]
+struct Counters {
+    slots: AtomicU64,
+    keys: AtomicU64,
+    batches: AtomicU64,
+    replaced: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl SlotMove<'_> {
     fn tally(&self) -> Tally {
-        let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
-        Tally { slots: c(0) as u32, keys: c(1), batches: c(2), replaced: c(3), bytes: c(4) }
+        let c = &self.counters;
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        Tally {
+            slots: get(&c.slots) as u32,
+            keys: get(&c.keys),
+            batches: get(&c.batches),
+            replaced: get(&c.replaced),
+            bytes: get(&c.bytes),
+        }
     }
 
     /// Move every slot, `parallel_slots` at a time; after the first failure no new slot
@@ -405,7 +463,7 @@ impl SlotMove<'_> {
             replace: self.opts.replace,
         };
         let moved = move_keys(&mut src, &mut dst, slot, &batch, |keys, bytes| {
-            self.counters[2].fetch_add(1, Ordering::Relaxed);
+            Counters::add(&self.counters.batches, 1);
             (self.on_event)(ReshardEvent::Batch { slot: Slot::new(slot).expect("a slot"), keys, bytes });
         })
         .await?;
@@ -422,10 +480,11 @@ impl SlotMove<'_> {
             other => other?,
         }
         tell_others(&self.others, slot, &self.checked.to).await;
-        self.counters[0].fetch_add(1, Ordering::Relaxed);
-        self.counters[1].fetch_add(moved.keys, Ordering::Relaxed);
-        self.counters[3].fetch_add(moved.replaced, Ordering::Relaxed);
-        self.counters[4].fetch_add(moved.bytes, Ordering::Relaxed);
+        let c = &self.counters;
+        Counters::add(&c.slots, 1);
+        Counters::add(&c.keys, moved.keys);
+        Counters::add(&c.replaced, moved.replaced);
+        Counters::add(&c.bytes, moved.bytes);
         (self.on_event)(ReshardEvent::SlotMoved { slot: Slot::new(slot).expect("a slot"), keys: moved.keys });
         Ok(())
     }

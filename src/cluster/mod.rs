@@ -8,11 +8,14 @@
 //! or elsewhere, and it never generates load.
 
 pub mod admin;
+pub mod atomic;
+pub mod failover;
 pub mod fix;
 pub mod membership;
 pub mod migrate;
 pub mod node;
 pub mod rebalance;
+pub mod settle;
 pub mod slot;
 pub mod status;
 pub mod topology;
@@ -317,20 +320,18 @@ pub fn disagreement(reports: &[NodeReport]) -> Option<String> {
 /// # Errors
 /// [`ClusterError::NotReady`] with the last unmet condition.
 pub async fn wait_ready(addrs: &[SocketAddr], layout: Layout, timeout: Duration) -> Result<(), ClusterError> {
-    let start = Instant::now();
-    loop {
+    settle::poll_until(timeout, Duration::from_millis(25), || async move {
         let reports = futures_util::future::join_all(addrs.iter().map(|&a| NodeReport::fetch(a))).await;
         let reason = match reports.into_iter().collect::<Result<Vec<_>, _>>() {
             Ok(reports) => not_ready_reason(&reports, layout),
             Err(e) => Some(e.to_string()),
         };
-        let Some(still) = reason else { return Ok(()) };
-        tracing::debug!(elapsed = ?start.elapsed(), %still, "Cluster not ready yet.");
-        if start.elapsed() >= timeout {
-            return Err(ClusterError::NotReady { waited: start.elapsed(), still });
+        if let Some(still) = &reason {
+            tracing::debug!(%still, "Cluster not ready yet.");
         }
-        sleep(Duration::from_millis(25)).await;
-    }
+        Ok::<_, ClusterError>(reason)
+    })
+    .await
 }
 
 /// Wait until every node the seeds know answers, reports `cluster_state:ok` and all 16384
@@ -340,8 +341,7 @@ pub async fn wait_ready(addrs: &[SocketAddr], layout: Layout, timeout: Duration)
 /// # Errors
 /// [`ClusterError::NotReady`] with the last unmet condition.
 pub async fn wait_agreed(seeds: &[SocketAddr], timeout: Duration) -> Result<(), ClusterError> {
-    let start = Instant::now();
-    loop {
+    settle::poll_until(timeout, Duration::from_millis(100), || async move {
         let still = match survey(seeds).await {
             Ok(s) => {
                 let mut reports = Vec::new();
@@ -359,12 +359,9 @@ pub async fn wait_agreed(seeds: &[SocketAddr], timeout: Duration) -> Result<(), 
             }
             Err(e) => Some(e.to_string()),
         };
-        let Some(still) = still else { return Ok(()) };
-        if start.elapsed() >= timeout {
-            return Err(ClusterError::NotReady { waited: start.elapsed(), still });
-        }
-        sleep(Duration::from_millis(100)).await;
-    }
+        Ok::<_, ClusterError>(still)
+    })
+    .await
 }
 
 /// Everything `status` shows: the first seed's view, and each known node's own report (or
@@ -382,38 +379,20 @@ pub struct Survey {
 /// # Errors
 /// [`ClusterError::NoSeed`] when no seed answers.
 pub async fn survey(seeds: &[SocketAddr]) -> Result<Survey, ClusterError> {
-    let mut last = String::from("no seeds given");
-    for &seed in seeds {
-        let view = match Node::connect(seed, ADMIN_TIMEOUT).await {
-            Ok(mut n) => n.view().await,
-            Err(e) => Err(e),
-        };
-        match view {
-            Ok(mut seed_view) => {
-                // `myself` may be listed without an address on a lone node.
-                for n in &mut seed_view.nodes {
-                    if n.is_myself() && n.addr.is_empty() {
-                        n.addr = seed.to_string();
-                    }
-                }
-                let fetches = seed_view.nodes.iter().map(|n| async move {
-                    let report = match n.addr.parse() {
-                        Ok(a) => NodeReport::fetch(a).await,
-                        Err(_) => Err(ClusterError::Reply {
-                            addr: seed,
-                            reason: format!("node {} has no address", n.id),
-                        }),
-                    };
-                    (n.addr.clone(), report)
-                });
-                let reports = futures_util::future::join_all(fetches).await;
-                return Ok(Survey { seed_view, reports });
+    let seed_view = settle::seed_view(seeds).await?;
+    // A view came back, so there was a seed; the one that answered names itself.
+    let seed = seed_view.myself().and_then(|m| m.addr.parse().ok()).unwrap_or(seeds[0]);
+    let fetches = seed_view.nodes.iter().map(|n| async move {
+        let report = match n.addr.parse() {
+            Ok(a) => NodeReport::fetch(a).await,
+            Err(_) => {
+                Err(ClusterError::Reply { addr: seed, reason: format!("node {} has no address", n.id) })
             }
-            Err(e) => last = e.to_string(),
-        }
-    }
-    let seeds = seeds.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    Err(ClusterError::NoSeed { seeds, last })
+        };
+        (n.addr.clone(), report)
+    });
+    let reports = futures_util::future::join_all(fetches).await;
+    Ok(Survey { seed_view, reports })
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::admin::{self, AdminError, slots_in, to_ranges};
+use super::admin::AdminError;
 use super::migrate::{ReshardEvent, ReshardOptions, ReshardPlan, ReshardReport, reshard};
-use super::topology::{NodeEntry, NodeId, SlotRange, View};
+use super::settle;
+use super::topology::{NodeEntry, NodeId, SlotRange, View, slots_in, to_ranges};
 
 /// Slots to move from one primary to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +125,7 @@ pub async fn rebalance(
     on_event: &(dyn Fn(ReshardEvent) + Send + Sync),
 ) -> Result<RebalanceReport, AdminError> {
     let start = Instant::now();
-    let mut view = admin::seed_view(seeds).await?;
+    let mut view = settle::seed_view(seeds).await?;
     let health = super::fix::slot_health(&view).await;
     if !health.is_clean() {
         return Err(AdminError::SlotsOpen { slots: health.to_string() });
@@ -140,7 +141,7 @@ pub async fn rebalance(
         let step = ReshardOptions { timeout: left, wait_agreement: true, ..opts.clone() };
         moves.push(reshard(seeds, &plan, &step, on_event).await?);
     }
-    admin::wait_settled(seeds, opts.timeout.saturating_sub(start.elapsed())).await?;
+    settle::wait_settled(seeds, opts.timeout.saturating_sub(start.elapsed())).await?;
     Ok(RebalanceReport { moves, elapsed: start.elapsed() })
 }
 

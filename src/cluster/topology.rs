@@ -5,6 +5,7 @@
 //! through this module, so the format is parsed in one place.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use super::slot::SLOT_COUNT;
@@ -255,9 +256,49 @@ fn parse_line(line: &str) -> Result<NodeEntry, ParseError> {
     })
 }
 
+/// Slot numbers as compact ranges: `0-99,200 (101 slots)`.
+pub fn slot_list(slots: impl IntoIterator<Item = u16>) -> String {
+    let ranges = to_ranges(slots);
+    let count: u32 = ranges.iter().map(SlotRange::len).sum();
+    let mut text: Vec<String> = ranges.iter().take(8).map(ToString::to_string).collect();
+    if ranges.len() > 8 {
+        text.push("…".into());
+    }
+    let noun = if count == 1 { "slot" } else { "slots" };
+    format!("{} ({count} {noun})", text.join(","))
+}
+
+/// Slot numbers (any order, duplicates allowed) as sorted inclusive ranges.
+pub fn to_ranges(slots: impl IntoIterator<Item = u16>) -> Vec<SlotRange> {
+    let sorted: BTreeSet<u16> = slots.into_iter().collect();
+    let mut ranges: Vec<SlotRange> = Vec::new();
+    for s in sorted {
+        match ranges.last_mut() {
+            Some(r) if u32::from(r.end) + 1 == u32::from(s) => r.end = s,
+            _ => ranges.push(SlotRange { start: s, end: s }),
+        }
+    }
+    ranges
+}
+
+/// Every slot number of `ranges`, in order.
+pub fn slots_in(ranges: &[SlotRange]) -> Vec<u16> {
+    ranges.iter().flat_map(|r| r.start..=r.end).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_lists_are_compact() {
+        assert_eq!(
+            to_ranges([3, 1, 2, 7, 2]),
+            vec![SlotRange { start: 1, end: 3 }, SlotRange { start: 7, end: 7 }]
+        );
+        assert_eq!(slot_list([0, 1, 2, 10]), "0-2,10 (4 slots)");
+        assert_eq!(slots_in(&[SlotRange { start: 5, end: 7 }]), vec![5, 6, 7]);
+    }
 
     const THREE_BY_TWO: &str = "\
 07c37dfeb235213a872192d90877d0cd55635b91 172.18.0.5:6379@16379 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected

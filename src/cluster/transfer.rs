@@ -74,14 +74,26 @@ pub(crate) async fn move_keys(
             return Ok(moved);
         }
         // One more round trip per batch buys the bytes-per-second figure; a key that
-        // vanished meanwhile counts nothing.
+        // vanished meanwhile (deleted, expired) counts nothing: a source migrating the
+        // slot answers ASK for it, not nil, as it would for a client.
         // ASKING lets a source that only imports the slot (a holder `fix` opened) answer.
         let mut usage = redis::pipe();
+        usage.ignore_errors();
         for k in &keys {
             usage.cmd("ASKING").ignore().cmd("MEMORY").arg("USAGE").arg(k);
         }
-        let sizes: Vec<Option<u64>> = src.run_pipe(&usage).await?;
-        let bytes: u64 = sizes.into_iter().flatten().sum();
+        let sizes: Vec<redis::RedisResult<Option<u64>>> = src.run_pipe(&usage).await?;
+        let mut bytes = 0;
+        for size in sizes {
+            match size {
+                Ok(size) => bytes += size.unwrap_or(0),
+                Err(e) if e.code() == Some("ASK") => {}
+                Err(source) => {
+                    let command = "MEMORY USAGE".into();
+                    return Err(ClusterError::Command { addr: src.addr, command, source }.into());
+                }
+            }
+        }
         let mut replace = opts.replace == Replace::Always;
         loop {
             match migrate(src, dst.addr, &keys, replace, opts.migrate_timeout).await {

@@ -4,10 +4,9 @@
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::check::failover::FaultReport;
-use crate::history::{History, new_histogram};
+use crate::history::{History, OpEvent, Recording, new_histogram};
 
 /// One fault of one run, in seconds after its `t0`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,8 +47,31 @@ pub struct RunFigures {
     pub ops_per_s: f64,
 }
 
-/// The figures of a run whose history is `history`, faults `faults` and `run.json` `run`.
-pub fn figures(history: &History, faults: &[FaultReport], run: &Value) -> RunFigures {
+/// What a comparison takes from a run's `run.json` as the run recorded it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Recorded {
+    /// Lost acknowledged writes, when a set-full op was checked.
+    pub lost_writes: Option<u64>,
+    /// Windows over the limit, when a limiter op was checked.
+    pub over_admissions: Option<u64>,
+    /// Measured ops per second.
+    pub ops_per_s: f64,
+}
+
+impl Recorded {
+    /// From `run.json`.
+    pub fn of(run: &crate::report::model::RunFile) -> Recorded {
+        Recorded {
+            lost_writes: run.lost_writes_total(),
+            over_admissions: run.over_admissions_total(),
+            ops_per_s: run.totals.ops_per_s,
+        }
+    }
+}
+
+/// The figures of a run whose history is `history`, faults `faults` and `run.json` says
+/// `recorded`.
+pub fn figures(history: &History, faults: &[FaultReport], recorded: Recorded) -> RunFigures {
     let secs = |at: Option<u64>, t0: u64| at.map(|u| u.saturating_sub(t0) as f64 / 1e6);
     let fault_figures = faults
         .iter()
@@ -71,38 +93,46 @@ pub fn figures(history: &History, faults: &[FaultReport], run: &Value) -> RunFig
         .map(|(i, f)| {
             let horizon = faults.get(i + 1).map_or(end_us, |n| n.t0_us);
             let end = [f.healed_us, f.client_recovered_us].into_iter().flatten().max().unwrap_or(horizon);
-            (f.t0_us, end.max(f.t0_us))
+            // Every op is kept only until 30 s after the heal (or the injection, without
+            // one): "during" ends there at the latest, so it is never only the slow ops.
+            let kept_until = f.healed_us.unwrap_or(f.t0_us) + Recording::AFTER_HEAL.as_micros() as u64;
+            (f.t0_us, end.min(kept_until).max(f.t0_us))
         })
         .collect();
-    let warmup_us = history.warmup.as_micros() as u64;
-    let (mut during, mut steady) = (new_histogram(), new_histogram());
-    for op in &history.ops {
-        let latency = op.latency_us.max(1);
+    // Every op near a fault is kept one by one: "during" comes from them. Every op is
+    // counted in the intervals: "steady" is all the measured ones (the intervals after the
+    // warm-up) less those.
+    let len = history.interval.as_micros().max(1) as u64;
+    let measured = |o: &OpEvent| !history.in_warmup((o.end_us() / len) as u32);
+    let mut during = new_histogram();
+    for op in history.ops.iter().filter(|o| measured(o)) {
         if spans.iter().any(|&(a, b)| op.start_us >= a && op.start_us <= b) {
-            during.saturating_record(latency);
-        } else if op.start_us >= warmup_us {
-            steady.saturating_record(latency);
+            during.saturating_record(op.latency_us.max(1));
         }
     }
+    let mut steady = new_histogram();
+    for s in history.totals() {
+        steady.add(&s.latency).expect("histograms share bounds");
+    }
+    // Both hold the same values of the same ops, so nothing can go below zero; a history
+    // whose ops were not counted (built by hand) has no steady part.
+    if steady.subtract(&during).is_err() {
+        steady.reset();
+    }
     let p99 = |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0);
-    let sum_of = |key: &str, count: &dyn Fn(&Value) -> u64| {
-        run[key].as_array().filter(|a| !a.is_empty()).map(|a| a.iter().map(count).sum())
-    };
     RunFigures {
         faults: fault_figures,
-        lost_writes: sum_of("lost_writes", &|l| l["acknowledged_lost"].as_array().map_or(0, Vec::len) as u64),
-        over_admissions: sum_of("over_admissions", &|o| o["over_windows"].as_u64().unwrap_or(0)),
+        lost_writes: recorded.lost_writes,
+        over_admissions: recorded.over_admissions,
         p99_during_faults_ms: p99(&during),
         p99_steady_ms: p99(&steady),
-        ops_per_s: run["totals"]["ops_per_s"].as_f64().unwrap_or(0.0),
+        ops_per_s: recorded.ops_per_s,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
-
-    use serde_json::json;
 
     use super::*;
     use crate::check::failover::Impact;
@@ -133,6 +163,7 @@ mod tests {
             acked_on_victim_slots_before_election: 0,
             victim_slots: Impact::default(),
             other_slots: Impact::default(),
+            predicted: None,
         }
     }
 
@@ -147,16 +178,17 @@ mod tests {
             warmup: Duration::from_secs(1),
             started_at: std::time::SystemTime::UNIX_EPOCH,
             elapsed: Duration::from_secs(30),
-            intervals: Vec::new(),
+            intervals: Default::default(),
             ops,
             errors: Vec::new(),
             events: Vec::new(),
         }
+        .count_ops()
     }
 
     #[test]
     fn phases_are_seconds_after_t0() {
-        let f = figures(&history(vec![]), &[fault(10, 20, Some(13.5))], &json!({}));
+        let f = figures(&history(vec![]), &[fault(10, 20, Some(13.5))], Recorded::default());
         let p = &f.faults[0];
         assert_eq!(
             (p.detection_s, p.election_s, p.convergence_s, p.recovery_s),
@@ -169,11 +201,11 @@ mod tests {
     #[test]
     fn ops_split_into_during_faults_and_steady_at_the_span_edges() {
         // Fault from 10 s to its heal at 20 s (recovery earlier): an op starting at 20 s is
-        // inside, at 20.5 s outside; ops in the warm-up count nowhere.
+        // inside, at 20.5 s outside; ops that end in the warm-up count nowhere.
         // The p99 of a few values is their largest.
-        let mut ops = vec![op(0.5, 900), op(10.0, 500), op(20.0, 400), op(20.5, 50)];
+        let mut ops = vec![op(0.2, 700), op(10.0, 500), op(20.0, 400), op(20.5, 50)];
         ops.extend((0..50).map(|i| op(2.0 + f64::from(i) * 0.01, 1)));
-        let f = figures(&history(ops), &[fault(10, 20, Some(12.0))], &json!({}));
+        let f = figures(&history(ops), &[fault(10, 20, Some(12.0))], Recorded::default());
         let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() <= want * 0.001);
         assert!(near(f.p99_during_faults_ms, 500.0), "{:?}", f.p99_during_faults_ms);
         assert!(near(f.p99_steady_ms, 50.0), "{:?}", f.p99_steady_ms);
@@ -182,7 +214,7 @@ mod tests {
     #[test]
     fn a_recovery_after_the_heal_extends_the_span() {
         let ops = vec![op(24.0, 300), op(26.0, 1)];
-        let f = figures(&history(ops), &[fault(10, 20, Some(25.0))], &json!({}));
+        let f = figures(&history(ops), &[fault(10, 20, Some(25.0))], Recorded::default());
         assert!(
             f.p99_during_faults_ms.is_some_and(|v| (v - 300.0).abs() < 0.5),
             "{:?}",
@@ -193,12 +225,8 @@ mod tests {
 
     #[test]
     fn lost_writes_and_over_admissions_come_from_run_json_and_are_absent_without_checks() {
-        let run = json!({
-            "lost_writes": [{"acknowledged_lost": [1, 2]}, {"acknowledged_lost": [3]}],
-            "over_admissions": [],
-            "totals": {"ops_per_s": 1234.5},
-        });
-        let f = figures(&history(vec![]), &[], &run);
+        let recorded = Recorded { lost_writes: Some(3), over_admissions: None, ops_per_s: 1234.5 };
+        let f = figures(&history(vec![]), &[], recorded);
         assert_eq!(f.lost_writes, Some(3));
         assert_eq!(f.over_admissions, None);
         assert_eq!(f.ops_per_s, 1234.5);

@@ -1,14 +1,17 @@
-//! The matrix of a comparison: axes of settings (`cluster-node-timeout`, a redis.conf
-//! directive, the client's request timeout or retries), their cartesian product as cells,
+//! The matrix of a comparison: axes of settings (the engine, `cluster-node-timeout`, a
+//! redis.conf directive, the client's request timeout or retries), their cartesian product as cells,
 //! and how a cell's settings change a workload. Pure: parsing and applying, no I/O.
 
 use std::time::Duration;
 
+use crate::backend::engine::Engine;
 use crate::spec::{ClusterTarget, Workload};
 
 /// One value on one axis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Setting {
+    /// The server the nodes run.
+    Engine(Engine),
     /// `cluster-node-timeout`.
     NodeTimeout(Duration),
     /// Any other redis.conf directive, `name value`.
@@ -24,6 +27,7 @@ impl Setting {
     /// `retries`).
     pub fn axis(&self) -> String {
         match self {
+            Setting::Engine(_) => "engine".into(),
             Setting::NodeTimeout(_) => "cluster-node-timeout".into(),
             Setting::Redis(name, _) => name.clone(),
             Setting::RequestTimeout(_) => "request-timeout".into(),
@@ -34,6 +38,7 @@ impl Setting {
     /// The value, for labels (`1000ms`, `yes`, `2`).
     pub fn value(&self) -> String {
         match self {
+            Setting::Engine(e) => e.name().into(),
             Setting::NodeTimeout(d) | Setting::RequestTimeout(d) => format!("{}ms", d.as_millis()),
             Setting::Redis(_, v) => v.clone(),
             Setting::Retries(n) => n.to_string(),
@@ -46,6 +51,11 @@ impl Setting {
         match self {
             Setting::RequestTimeout(d) => w.client.timeout = *d,
             Setting::Retries(n) => w.client.retries = *n,
+            Setting::Engine(e) => {
+                if let ClusterTarget::Embedded(spec) = &mut w.cluster {
+                    spec.engine = *e;
+                }
+            }
             Setting::NodeTimeout(d) => {
                 if let ClusterTarget::Embedded(spec) = &mut w.cluster {
                     spec.node_timeout = *d;
@@ -77,6 +87,20 @@ impl Axis {
     /// Its name (the axis of its values).
     pub fn name(&self) -> String {
         self.values.first().map(Setting::axis).unwrap_or_default()
+    }
+
+    /// The axis of engines, from `redis,valkey`.
+    ///
+    /// # Errors
+    /// What is wrong with which value.
+    pub fn engines(text: &str) -> Result<Axis, String> {
+        Axis::list("--engine", text, |v| {
+            Engine::ALL
+                .into_iter()
+                .find(|e| e.name() == v)
+                .map(Setting::Engine)
+                .ok_or_else(|| format!("{v:?} is not an engine (redis or valkey)"))
+        })
     }
 
     /// The axis of `cluster-node-timeout` values, from `1000,2000` (bare numbers are
@@ -263,6 +287,26 @@ pub fn check_workload(w: &Workload) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuse an engine axis with a Redis cell when the chaos file needs Valkey (an atomic
+/// reshard, `shutdown-failover`): that cell's runs could only fail. The workload's own engine
+/// was checked when it was loaded.
+///
+/// # Errors
+/// A line naming the table that needs Valkey.
+pub fn check_engines(w: &Workload, axes: &[Axis]) -> Result<(), String> {
+    let redis_cell = axes.iter().flat_map(|a| &a.values).any(|s| *s == Setting::Engine(Engine::Redis));
+    let Some(chaos) = w.chaos.as_ref().filter(|_| redis_cell) else { return Ok(()) };
+    match chaos.needs_valkey() {
+        Some(v) => Err(format!(
+            "--engine: {} needs Valkey ({} is {}), so a redis cell could only fail; compare --engine valkey alone, or use a chaos file both engines run",
+            chaos.path.display(),
+            v.place.table,
+            v.what
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +324,18 @@ mod tests {
             .collect();
         assert_eq!(ms, [1000, 2000, 250]);
         assert_eq!(a.name(), "cluster-node-timeout");
+    }
+
+    #[test]
+    fn engines_are_an_axis_that_sets_the_clusters_engine() {
+        let a = Axis::engines("redis, valkey").unwrap();
+        assert_eq!(a.values, [Setting::Engine(Engine::Redis), Setting::Engine(Engine::Valkey)]);
+        assert_eq!((a.name(), a.values[1].value()), ("engine".to_string(), "valkey".to_string()));
+        assert_eq!(
+            Axis::engines("redis,keydb").unwrap_err(),
+            "--engine: \"keydb\" is not an engine (redis or valkey)"
+        );
+        assert_eq!(Axis::engines("valkey,valkey").unwrap_err(), "--engine: valkey is listed twice");
     }
 
     #[test]
@@ -352,5 +408,19 @@ mod tests {
         assert_eq!(check_workload(&w), Ok(()));
         let smoke = shipped("smoke.toml");
         assert!(check_workload(&smoke).unwrap_err().contains("compare needs faults to compare"));
+        // The engine axis sets the engine, and a Redis cell is refused for a chaos file
+        // only Valkey runs.
+        let on_valkey = Cell { settings: vec![Setting::Engine(Engine::Valkey)] }.apply(&w);
+        let ClusterTarget::Embedded(spec) = &on_valkey.cluster else { panic!("embedded") };
+        assert_eq!(spec.engine, Engine::Valkey);
+        let both = [Axis::engines("redis,valkey").unwrap()];
+        assert_eq!(check_engines(&w, &both), Ok(()));
+        let atomic = shipped("reshard-atomic.toml");
+        let err = check_engines(&atomic, &both).unwrap_err();
+        assert!(
+            err.contains("reshard-atomic.toml needs Valkey (operation[0] is an atomic reshard)"),
+            "{err}"
+        );
+        assert_eq!(check_engines(&atomic, &[Axis::engines("valkey").unwrap()]), Ok(()));
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::{self, ProgressLabel, RunError, RunOptions, StopSignal};
+use crate::run::{self, Ending, ProgressLabel, RunError, RunOptions, StopSignal};
 use crate::spec::Workload;
 use matrix::Axis;
 
@@ -170,6 +170,40 @@ pub struct CompareReport {
     pub interrupted: Option<&'static str>,
 }
 
+impl CompareReport {
+    /// How the comparison ended, the first that applies: interrupted, else broken when any
+    /// of its runs failed (SLOs are not judged across a matrix), else passed. The exit code
+    /// is [`Ending::exit_code`]'s, as for one run.
+    pub fn ending(&self) -> Ending {
+        if let Some(signal) = self.interrupted {
+            Ending::Interrupted(signal)
+        } else if self.failed_runs() > 0 {
+            Ending::Broken
+        } else {
+            Ending::Passed
+        }
+    }
+
+    /// One line on how it ended and where to look.
+    pub fn ending_message(&self) -> String {
+        match self.ending() {
+            Ending::Interrupted(signal) => {
+                format!("interrupted by {signal}; the runs made are in {}", self.dir.display())
+            }
+            Ending::Broken | Ending::SloViolated => format!(
+                "{} runs of the comparison failed; see {}",
+                self.failed_runs(),
+                self.dir.join("summary.md").display()
+            ),
+            Ending::Passed => format!("done; results in {}", self.dir.display()),
+        }
+    }
+
+    fn failed_runs(&self) -> usize {
+        self.manifest.cells.iter().flat_map(|c| &c.runs).filter(|r| r.status == RunStatus::Failed).count()
+    }
+}
+
 /// Run `workload` over the matrix of `opts`.
 ///
 /// # Errors
@@ -179,6 +213,7 @@ pub struct CompareReport {
 /// goes on; a signal ends it with a report of the runs made.
 pub async fn compare(workload: &Workload, opts: &CompareOptions) -> Result<CompareReport, CompareError> {
     matrix::check_workload(workload).map_err(CompareError::Input)?;
+    matrix::check_engines(workload, &opts.axes).map_err(CompareError::Input)?;
     if let Some(name) = matrix::duplicate_axis(&opts.axes) {
         return Err(CompareError::Input(format!("{name} is given as two axes; list its values in one")));
     }
@@ -240,21 +275,20 @@ pub async fn compare(workload: &Workload, opts: &CompareOptions) -> Result<Compa
                 results_root: dir.clone(),
                 exact_dir: Some(dir.join(&rel)),
                 progress_label: Some(progress),
+                all_ops: false,
             };
             let t = Instant::now();
             let result = run::run_stoppable(&cell.apply(workload), &run_opts, &stop).await;
             let wall_s = t.elapsed().as_secs_f64();
             let (status, error) = match &result {
-                Ok(report) if report.interrupted.is_some() => (RunStatus::Interrupted, None),
-                Ok(report) if !report.chaos_errors.is_empty() => {
-                    (RunStatus::Failed, Some(format!("chaos error: {}", report.chaos_errors.join("; "))))
-                }
-                Ok(report)
-                    if crate::check::slo::overall(&report.verdicts) == crate::check::slo::Outcome::Fail =>
-                {
-                    (RunStatus::SloViolated, None)
-                }
-                Ok(_) => (RunStatus::Ok, None),
+                Ok(report) => match report.ending() {
+                    Ending::Interrupted(_) => (RunStatus::Interrupted, None),
+                    Ending::Broken => {
+                        (RunStatus::Failed, Some(format!("run error: {}", report.run_errors.join("; "))))
+                    }
+                    Ending::SloViolated => (RunStatus::SloViolated, None),
+                    Ending::Passed => (RunStatus::Ok, None),
+                },
                 Err(RunError::Interrupted(_)) => (RunStatus::Interrupted, None),
                 Err(e) => (RunStatus::Failed, Some(e.to_string())),
             };

@@ -135,15 +135,15 @@ pub fn build(dir: &Path) -> Result<Built, ReportError> {
 
 /// The figures of the run folder `dir`, or why there are none.
 fn read_run(dir: &Path) -> Result<RunFigures, String> {
-    let run_path = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_path).map_err(|e| format!("{}: {e}", run_path.display()))?;
-    let run: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", run_path.display()))?;
-    let history_path = dir.join(crate::history::store::FILE);
-    let history =
-        crate::history::store::load(&history_path).map_err(|e| format!("{}: {e}", history_path.display()))?;
+    let run = crate::report::model::RunFile::read(&dir.join("run.json")).map_err(|e| e.to_string())?;
+    if !run.finished {
+        return Err("the run did not finish (killed or crashed): its figures are not comparable".into());
+    }
+    let history = crate::history::store::load(dir)
+        .map_err(|e| format!("{}: {e}", crate::history::store::path_in(dir).display()))?
+        .history;
     let faults = crate::check::failover::fault_reports(&history, &Default::default());
-    Ok(figures::figures(&history, &faults, &run))
+    Ok(figures::figures(&history, &faults, figures::Recorded::of(&run)))
 }
 
 fn chaos_name(m: &Manifest) -> String {

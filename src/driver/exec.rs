@@ -47,6 +47,11 @@ struct Routed {
 }
 
 impl Commands {
+    /// The slot of the first command, if there is one.
+    pub fn first_slot(&self) -> Option<u16> {
+        self.cmds.first().map(|c| c.slot)
+    }
+
     /// Forget every command, keeping the buffers.
     pub fn clear(&mut self) {
         self.wire.clear();

@@ -7,19 +7,7 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-/// How ids are drawn from `0..count`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Distribution {
-    /// Every id equally likely.
-    Uniform,
-    /// Few ids are hot: P(rank k) ∝ 1/k^theta (YCSB's generator), id 0 hottest.
-    Zipfian {
-        /// Skew, 0 < theta < 1; YCSB's default is 0.99.
-        theta: f64,
-    },
-    /// Each worker walks the ids in order, interleaved with the others.
-    Sequential,
-}
+pub use crate::spec::Distribution;
 
 /// Precomputed constants of the zipfian generator (the O(count) sum is done once).
 #[derive(Debug, Clone, Copy)]

@@ -25,11 +25,11 @@ pub mod router;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::Notify;
 
 use self::classify::Failure;
 use self::exec::{Attempt, Connections, attempt};
@@ -37,7 +37,12 @@ use self::keys::KeySpace;
 use self::render::{Rendered, Renderer, Scratch};
 use self::resp::Reply;
 use self::router::Router;
-use crate::history::{Aggregator, ErrorEvent, History, OpEvent, Outcome, Recorder, ReportSender};
+pub use crate::clock::{RunClock, Stop};
+use crate::history::store::journal::Sink;
+use crate::history::{
+    Aggregator, ErrorClass, ErrorEvent, Event, EventKind, History, OpEvent, OpKind, Outcome, Recorder,
+    ReportSender,
+};
 pub use crate::spec::{ClientPolicy, InFlight, LimitSource, Pacing};
 
 /// Everything the driver needs, resolved.
@@ -63,7 +68,14 @@ pub struct DriverPlan {
     pub keys: KeySpace,
     /// The ops, in workload order, with their names.
     pub renderer: Renderer,
+    /// What is kept of each op, and the shards ops are counted on.
+    pub recording: Arc<crate::history::Recording>,
 }
+
+/// Test hook: when set, the next op to be sent is sent once and then its worker panics, so a
+/// test can check that a driver panic is counted and ends the run. Never set outside tests.
+#[doc(hidden)]
+pub static PANIC_IN_OP: AtomicBool = AtomicBool::new(false);
 
 /// Workers share groups beyond this many: each group's recorder holds a histogram per op kind
 /// and interval (about 190 KiB each), and an open loop may have thousands of workers.
@@ -80,7 +92,10 @@ struct Group {
 
 impl Group {
     fn new(plan: &DriverPlan, tx: &ReportSender) -> Group {
-        Group { recorder: Recorder::new(plan.renderer.len(), plan.interval, tx.clone()), spares: Vec::new() }
+        Group {
+            recorder: Recorder::new(plan.renderer.len(), plan.interval, tx.clone(), plan.recording.clone()),
+            spares: Vec::new(),
+        }
     }
 }
 
@@ -136,63 +151,26 @@ impl Schedule {
     }
 }
 
-/// The run's clock: one monotonic zero, with its wall-clock anchor.
-#[derive(Debug, Clone, Copy)]
-pub struct RunClock {
-    /// Monotonic zero.
-    pub start: Instant,
-    /// Wall-clock time at zero.
-    pub started_at: SystemTime,
-}
-
-impl RunClock {
-    /// A clock starting now.
-    pub fn start() -> RunClock {
-        RunClock { start: Instant::now(), started_at: SystemTime::now() }
-    }
-
-    /// µs since zero.
-    pub fn now_us(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
-    }
-}
-
-/// Tells workers to stop early (Ctrl-C, a failed fault injection).
-#[derive(Default)]
-pub struct Stop {
-    flag: AtomicBool,
-    notify: Notify,
-}
-
-impl Stop {
-    /// Ask every worker to stop after its current op.
-    pub fn stop(&self) {
-        self.flag.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Whether a stop was asked for.
-    pub fn stopped(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-}
-
 /// Live figures for the progress line, refreshed from the aggregator.
 pub type Live = Arc<std::sync::Mutex<Aggregator>>;
 
 /// Drive the plan against the cluster behind `router` until its duration passes or `stop`
 /// is asked, and return the history. `live` lets a progress printer read intervals as they
-/// are merged.
+/// are merged; what is merged is written to `journal` as it comes, when given.
 pub async fn drive(
     plan: Arc<DriverPlan>,
     router: Arc<Router>,
     clock: RunClock,
     stop: Arc<Stop>,
     live: Live,
+    journal: Option<Sink>,
 ) -> History {
     let tx = {
         let (agg, tx) = Aggregator::new(plan.renderer.len());
-        *live.lock().expect("aggregator lock") = agg;
+        *live.lock().expect("aggregator lock") = match journal {
+            Some(sink) => agg.writing_to(sink),
+            None => agg,
+        };
         tx
     };
     let refresher = tokio::spawn(router.clone().refresher(Duration::from_millis(100)));
@@ -219,49 +197,50 @@ pub async fn drive(
         })
         .collect();
     drop(tx);
-    let mut panicked = 0usize;
     let mut groups = Vec::new();
-    for t in tasks {
-        // A worker that panicked loses the op it was on, and with a group of its own what it
-        // recorded; a shared group keeps what it recorded before.
+    let mut events = Vec::new();
+    for (w, t) in tasks.into_iter().enumerate() {
         match t.await {
-            Ok(own) => groups.extend(own),
-            Err(_) => panicked += 1,
+            Ok(end) => {
+                groups.extend(end.group);
+                if let Some((at_us, error)) = end.error {
+                    events.push(Event { at_us, kind: EventKind::DriverError { worker: w, error } });
+                }
+            }
+            // A panic outside an op (there is no code there that should): what a group of
+            // its own recorded is lost with it; a shared group keeps what it recorded.
+            Err(e) => {
+                let message = e
+                    .try_into_panic()
+                    .map_or_else(|_| "cancelled".into(), |p| crate::history::panic_message(p.as_ref()));
+                let error = format!("panicked between ops ({message}); what it recorded alone is lost");
+                events
+                    .push(Event { at_us: clock.now_us(), kind: EventKind::DriverError { worker: w, error } });
+            }
         }
     }
     for g in shared {
         let g = Arc::try_unwrap(g).ok().expect("every worker is done with its group");
         groups.push(Box::new(g.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)));
     }
-    if panicked > 0 {
-        tracing::error!(
-            workers = panicked,
-            "Driver workers panicked: the ops they had in flight are not recorded."
-        );
-    }
-    let mut ops = Vec::new();
-    let mut errors = Vec::new();
     for g in groups {
-        let (o, e) = g.recorder.finish();
-        ops.extend(o);
-        errors.extend(e);
+        g.recorder.finish();
     }
     refresher.abort();
     let elapsed = clock.start.elapsed();
-    ops.sort_by_key(|o: &OpEvent| o.start_us);
-    errors.sort_by_key(|e: &ErrorEvent| e.at_us);
     let last = (elapsed.as_micros() / plan.interval.as_micros().max(1)) as u32;
     let aggregator = std::mem::replace(&mut *live.lock().expect("aggregator lock"), Aggregator::new(0).0);
+    let gathered = aggregator.finish(last);
     History {
         op_names: plan.renderer.names(),
         interval: plan.interval,
         warmup: plan.warmup,
         started_at: clock.started_at,
         elapsed,
-        intervals: aggregator.finish(last),
-        ops,
-        errors,
-        events: Vec::new(),
+        intervals: gathered.intervals,
+        ops: gathered.ops,
+        errors: gathered.errors,
+        events,
     }
 }
 
@@ -275,7 +254,7 @@ async fn worker(
     schedule: Option<Arc<Schedule>>,
     clock: RunClock,
     stop: Arc<Stop>,
-) -> Option<Box<Group>> {
+) -> WorkerEnd {
     let workers = plan.in_flight.limit.max(1);
     let mut rng =
         SmallRng::seed_from_u64(plan.seed.wrapping_add(index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -306,17 +285,8 @@ async fn worker(
                 }
                 let claimed = clock.start.elapsed();
                 let deadline = clock.start + at;
-                if deadline > Instant::now() {
-                    let stopped = stop.notify.notified();
-                    tokio::pin!(stopped);
-                    stopped.as_mut().enable();
-                    if stop.stopped() {
-                        break;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(deadline.into()) => {}
-                        _ = stopped => break,
-                    }
+                if deadline > Instant::now() && !stop.sleep_until(deadline).await {
+                    break;
                 }
                 let queued = if !first && schedule.started.load(Ordering::Relaxed) >= workers {
                     claimed.saturating_sub(at)
@@ -338,79 +308,153 @@ async fn worker(
         let uid = uid_base | seq;
         // The render reads the wall clock for `$now`; this is the same moment on the run clock.
         let sent_us = clock.now_us();
-        let mut buf = group.with(|g| g.spares.pop()).unwrap_or_default();
-        let OpBuffers { scratch, rendered, todo, attempt: a } = &mut buf;
-        plan.renderer.render_into(kind, &mut keys, uid, scratch, rendered);
         let start_us = intended.as_micros() as u64;
-        todo.clear();
-        todo.extend(0..rendered.cmds.len());
-        let mut attempts = 0u32;
-        let (mut moved, mut ask) = (0u32, 0u32);
-        // An attempt that may have applied a command leaves the op unknown whatever later
-        // attempts meet: a retry refused with CLUSTERDOWN does not undo a timed-out write.
-        let mut maybe_applied = false;
-        let (outcome, reply, failed_slot) = loop {
-            attempts += 1;
-            attempt(&mut conns, &rendered.cmds, todo, plan.renderer.script(kind), false, a).await;
-            moved += a.moved;
-            ask += a.ask;
-            let now_us = clock.now_us();
-            if !a.handled.is_empty() {
-                group.with(|g| {
-                    for &(slot, class) in &a.handled {
-                        g.recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
-                    }
-                });
-            }
-            if a.failed.is_empty() {
-                let reply = match a.replies.first() {
-                    Some(Reply::Int(n)) => Some(*n),
-                    _ => None,
-                };
-                break (Outcome::Ok, reply, None);
-            }
-            let last = attempts > plan.policy.retries;
-            group.with(|g| {
-                for &(_, slot, failure) in &a.failed {
-                    g.recorder.record_error(ErrorEvent {
-                        at_us: now_us,
-                        kind,
-                        slot,
-                        class: failure.class,
-                        last,
-                    });
-                }
-            });
-            maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
-            if last || stop.stopped() {
-                let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
-                break (outcome, None, Some(slot));
-            }
-            todo.clear();
-            todo.extend(a.failed.iter().map(|(i, _, _)| *i));
-            tokio::time::sleep(plan.policy.backoff_before(attempts - 1)).await;
-        };
+        let mut buf = group.with(|g| g.spares.pop()).unwrap_or_default();
+        let sent = std::panic::AssertUnwindSafe(send(
+            &plan, &mut conns, &mut group, &mut keys, &mut buf, kind, uid, clock, &stop,
+        ))
+        .catch_unwind()
+        .await;
         let end_us = clock.now_us();
+        // The id is read before a panic's buffers are replaced: the unknown op keeps its key.
+        let id = buf.rendered.id;
+        let (sent, panic) = match sent {
+            Ok(sent) => (sent, None),
+            // A defect of slotstorm, not of the cluster: the op may have been sent, so it is
+            // unknown (what lost-writes counts as maybe applied), and the run stops here.
+            Err(panic) => {
+                let slot = buf.rendered.cmds.first_slot().unwrap_or(0);
+                let sent = Sent {
+                    outcome: Outcome::Unknown(ErrorClass::Other),
+                    reply: None,
+                    slot,
+                    attempts: 1,
+                    moved: 0,
+                    ask: 0,
+                };
+                buf = OpBuffers::default();
+                (sent, Some(crate::history::panic_message(panic.as_ref())))
+            }
+        };
         let op = OpEvent {
             start_us,
             latency_us: end_us.saturating_sub(start_us),
             kind,
-            slot: failed_slot.unwrap_or(a.slowest),
-            id: rendered.id,
+            slot: sent.slot,
+            id,
             uid,
             sent_us,
             queued_us: u32::try_from(queued.as_micros()).unwrap_or(u32::MAX),
-            outcome,
-            attempts: attempts.min(255) as u8,
-            moved: moved.min(255) as u8,
-            ask: ask.min(255) as u8,
-            reply,
+            outcome: sent.outcome,
+            attempts: sent.attempts.min(255) as u8,
+            moved: sent.moved.min(255) as u8,
+            ask: sent.ask.min(255) as u8,
+            reply: sent.reply,
         };
         group.with(|g| {
-            g.recorder.record_op(op, end_us, moved, ask);
+            g.recorder.record_op(op, end_us, sent.moved, sent.ask);
             g.spares.push(buf);
         });
+        if let Some(message) = panic {
+            stop.stop();
+            let error = format!(
+                "panicked ({message}); the op it was on is counted unknown and the run stopped there (a defect of slotstorm: please report it)"
+            );
+            return WorkerEnd { group: own(group), error: Some((end_us, error)) };
+        }
     }
+    WorkerEnd { group: own(group), error: None }
+}
+
+/// How one op ended.
+struct Sent {
+    outcome: Outcome,
+    /// Its first reply, when that is an integer.
+    reply: Option<i64>,
+    /// The slot its outcome came from (the slowest request's when it succeeded).
+    slot: u16,
+    attempts: u32,
+    moved: u32,
+    ask: u32,
+}
+
+/// Render op `kind` into `buf` and send it under the client policy, recording each error
+/// into the group as it is seen.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    plan: &DriverPlan,
+    conns: &mut Connections,
+    group: &mut GroupRef,
+    keys: &mut self::keys::KeyChooser,
+    buf: &mut OpBuffers,
+    kind: OpKind,
+    uid: u64,
+    clock: RunClock,
+    stop: &Stop,
+) -> Sent {
+    let OpBuffers { scratch, rendered, todo, attempt: a } = buf;
+    plan.renderer.render_into(kind, keys, uid, scratch, rendered);
+    if PANIC_IN_OP.load(Ordering::Relaxed) && PANIC_IN_OP.swap(false, Ordering::Relaxed) {
+        attempt(conns, &rendered.cmds, todo, plan.renderer.script(kind), false, a).await;
+        panic!("test hook: the driver panics mid-op");
+    }
+    todo.clear();
+    todo.extend(0..rendered.cmds.len());
+    let mut attempts = 0u32;
+    let (mut moved, mut ask) = (0u32, 0u32);
+    // An attempt that may have applied a command leaves the op unknown whatever later
+    // attempts meet: a retry refused with CLUSTERDOWN does not undo a timed-out write.
+    let mut maybe_applied = false;
+    loop {
+        attempts += 1;
+        attempt(conns, &rendered.cmds, todo, plan.renderer.script(kind), false, a).await;
+        moved += a.moved;
+        ask += a.ask;
+        let now_us = clock.now_us();
+        if !a.handled.is_empty() {
+            group.with(|g| {
+                for &(slot, class) in &a.handled {
+                    g.recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class, last: false });
+                }
+            });
+        }
+        if a.failed.is_empty() {
+            let reply = match a.replies.first() {
+                Some(Reply::Int(n)) => Some(*n),
+                _ => None,
+            };
+            return Sent { outcome: Outcome::Ok, reply, slot: a.slowest, attempts, moved, ask };
+        }
+        let last = attempts > plan.policy.retries;
+        group.with(|g| {
+            for &(_, slot, failure) in &a.failed {
+                g.recorder.record_error(ErrorEvent { at_us: now_us, kind, slot, class: failure.class, last });
+            }
+        });
+        maybe_applied |= a.failed.iter().any(|(_, _, f)| f.maybe_applied);
+        if last || stop.stopped() {
+            let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
+            return Sent { outcome, reply: None, slot, attempts, moved, ask };
+        }
+        // A stop cuts the backoff short (it may be minutes): the op ends as it stands.
+        if !stop.sleep(plan.policy.backoff_before(attempts - 1)).await {
+            let (outcome, slot) = failed_outcome(maybe_applied, &a.failed);
+            return Sent { outcome, reply: None, slot, attempts, moved, ask };
+        }
+        todo.clear();
+        todo.extend(a.failed.iter().map(|(i, _, _)| *i));
+    }
+}
+
+/// What a worker leaves: its group when it had one of its own, and the panic that ended it.
+struct WorkerEnd {
+    group: Option<Box<Group>>,
+    /// When (µs on the run clock) and what.
+    error: Option<(u64, String)>,
+}
+
+/// A worker's group when it is its own, to be merged at the end.
+fn own(group: GroupRef) -> Option<Box<Group>> {
     match group {
         GroupRef::Own(g) => Some(g),
         GroupRef::Shared(_) => None,

@@ -10,6 +10,7 @@
 //! This module only encodes and decodes bytes: no I/O, no timeouts (see [`super::conn`]).
 
 use crate::history::ErrorClass;
+pub use crate::spec::template::decimal;
 
 /// Frames nested deeper than this are a protocol error (Redis never sends them).
 const MAX_DEPTH: usize = 64;
@@ -126,20 +127,6 @@ fn write_decimal(buf: &mut Vec<u8>, n: usize) {
         let mut digits = [0u8; 20];
         buf.extend_from_slice(decimal(&mut digits, n as u64));
     }
-}
-
-/// `n` in decimal, written at the end of `digits`.
-pub fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &digits[i..]
 }
 
 /// Parse one reply from the start of `buf`: `Ok(None)` when `buf` holds only part of it

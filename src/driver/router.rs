@@ -12,6 +12,8 @@
 //! here, or a failed ask), installs a newer owner the moment any view names one, and ends a
 //! few ms after the views cover every slot. Every change of the installed table can be reported
 //! ([`Router::report_changes`]) so a run can tell when the client learned of a failover.
+//!
+//! Length: about 60 lines are unit tests; refreshing lives in `router/refresh.rs`.
 
 mod refresh;
 

@@ -5,11 +5,20 @@
 //!
 //! This module records; it never decides pass or fail (that is `check`) and never writes
 //! files (that is `report`).
+//!
+//! Length: mostly the event and op types with a doc comment on every field; the error
+//! classes live in `class`, the recorders in `recorder`, saving in `store`.
 
+mod class;
+mod intervals;
+mod keep;
 mod recorder;
 pub mod store;
 
-pub use recorder::{Aggregator, IntervalReport, Recorder, ReportSender};
+pub use class::{ErrorClass, ErrorCounts};
+pub use intervals::Intervals;
+pub use keep::Recording;
+pub use recorder::{Aggregator, Gathered, IntervalReport, Recorder, ReportSender};
 
 use std::time::Duration;
 
@@ -40,76 +49,6 @@ pub fn lag_value(recorded: u64) -> u64 {
 /// An op that waited at least this long for a free in-flight slot counts as queued (a
 /// shorter wait is the scheduler's jitter, not a full pool).
 pub const QUEUED_MIN_US: u64 = 1_000;
-
-/// What kind of failure an attempt met, as the report counts them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// No reply within the request timeout (or no connection within the connect timeout).
-    Timeout,
-    /// The node refused the connection, or it could not be reached at all.
-    Refused,
-    /// The connection broke: reset, broken pipe, closed by the peer.
-    Reset,
-    /// `CLUSTERDOWN`: the cluster is not serving this slot (or any, with full coverage).
-    ClusterDown,
-    /// `TRYAGAIN`: a multi-key op during resharding.
-    TryAgain,
-    /// `MOVED` that reached the application (the driver follows it; counted when it gives up).
-    Moved,
-    /// `ASK` that reached the application.
-    Ask,
-    /// `READONLY`: a write reached a replica (a demoted primary).
-    ReadOnly,
-    /// `LOADING`: the node is loading its dataset.
-    Loading,
-    /// `NOSCRIPT` after the driver's reload also failed.
-    NoScript,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorClass {
-    /// Every class, in report order.
-    pub const ALL: [ErrorClass; 11] = [
-        ErrorClass::Timeout,
-        ErrorClass::Refused,
-        ErrorClass::Reset,
-        ErrorClass::ClusterDown,
-        ErrorClass::TryAgain,
-        ErrorClass::Moved,
-        ErrorClass::Ask,
-        ErrorClass::ReadOnly,
-        ErrorClass::Loading,
-        ErrorClass::NoScript,
-        ErrorClass::Other,
-    ];
-
-    /// Number of classes.
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// Position in [`ErrorClass::ALL`], for counter arrays.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The name used in files and summaries (`timeout`, `clusterdown`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Refused => "refused",
-            ErrorClass::Reset => "reset",
-            ErrorClass::ClusterDown => "clusterdown",
-            ErrorClass::TryAgain => "tryagain",
-            ErrorClass::Moved => "moved",
-            ErrorClass::Ask => "ask",
-            ErrorClass::ReadOnly => "readonly",
-            ErrorClass::Loading => "loading",
-            ErrorClass::NoScript => "noscript",
-            ErrorClass::Other => "other",
-        }
-    }
-}
 
 /// How an op ended, as the application saw it (after the client policy's retries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +115,26 @@ pub struct OpEvent {
 }
 
 #[cfg(test)]
+impl History {
+    /// Count `ops` into intervals as a run's recorder does (by each op's end), for tests
+    /// that build a history from ops.
+    pub(crate) fn count_ops(mut self) -> History {
+        let kinds = self.op_names.len().max(1);
+        let (agg, tx) = Aggregator::new(kinds);
+        let mut recorder = Recorder::new(kinds, self.interval, tx, std::sync::Arc::default());
+        let mut ops = self.ops.clone();
+        ops.sort_by_key(OpEvent::end_us);
+        for o in ops {
+            recorder.record_op(o, o.end_us(), u32::from(o.moved), u32::from(o.ask));
+        }
+        recorder.finish();
+        let last = (self.elapsed.as_micros() / self.interval.as_micros().max(1)) as u32;
+        self.intervals = agg.finish(last).intervals;
+        self
+    }
+}
+
+#[cfg(test)]
 impl OpEvent {
     /// A test op: started at `start_ms` (and sent then), `latency_ms` long, of op `kind`, on
     /// `slot`, ending in `outcome`; ids zero, one attempt, no reply.
@@ -232,6 +191,24 @@ pub struct ErrorEvent {
     pub last: bool,
 }
 
+/// The run's event log, shared by the nemesis and the observer (events are rare: a mutex
+/// is fine here, unlike on the driver's per-op path).
+pub type EventLog = std::sync::Arc<std::sync::Mutex<Vec<Event>>>;
+
+/// Record `kind` at `at_us` in `log`.
+pub fn emit(log: &EventLog, at_us: u64, kind: EventKind) {
+    log.lock().expect("event log lock").push(Event { at_us, kind });
+}
+
+/// A panic's message, for the run error that records it.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "no message".to_string(),
+    }
+}
+
 /// Something that happened to the cluster, from the nemesis or the observer.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
@@ -274,6 +251,23 @@ pub enum EventKind {
         action: String,
         /// The nodes it had hit.
         targets: Vec<String>,
+    },
+    /// A driver worker panicked (a defect of slotstorm): the op it was on is recorded as
+    /// unknown, and the run stopped there.
+    DriverError {
+        /// The worker's number.
+        worker: usize,
+        /// The panic's message.
+        error: String,
+    },
+    /// A topology operation's task panicked (a defect of slotstorm): the operation is
+    /// recorded as failed, the operations after it are skipped, and the run's heal step
+    /// repairs the slots it left open.
+    OperationError {
+        /// The operation's number in the chaos file.
+        index: usize,
+        /// What happened.
+        error: String,
     },
     /// A fault could not be injected or healed.
     FaultError {
@@ -423,11 +417,11 @@ pub struct OpStats {
     /// Ops that succeeded.
     pub ok: u64,
     /// Ops that failed, by class.
-    pub failed: [u64; ErrorClass::COUNT],
+    pub failed: ErrorCounts,
     /// Ops whose outcome is unknown, by class.
-    pub unknown: [u64; ErrorClass::COUNT],
+    pub unknown: ErrorCounts,
     /// Errors of every attempt, including ones a retry later hid, by class.
-    pub attempt_errors: [u64; ErrorClass::COUNT],
+    pub attempt_errors: ErrorCounts,
     /// MOVED redirections the driver followed.
     pub moved: u64,
     /// ASK redirections the driver followed.
@@ -441,9 +435,9 @@ impl Default for OpStats {
             send_lag: new_lag_histogram(),
             queued: 0,
             ok: 0,
-            failed: [0; ErrorClass::COUNT],
-            unknown: [0; ErrorClass::COUNT],
-            attempt_errors: [0; ErrorClass::COUNT],
+            failed: ErrorCounts::default(),
+            unknown: ErrorCounts::default(),
+            attempt_errors: ErrorCounts::default(),
             moved: 0,
             ask: 0,
         }
@@ -458,7 +452,7 @@ impl OpStats {
 
     /// Ops that failed or ended unknown.
     pub fn errors(&self) -> u64 {
-        self.failed.iter().sum::<u64>() + self.unknown.iter().sum::<u64>()
+        self.failed.total() + self.unknown.total()
     }
 
     /// Add `other` into `self`.
@@ -467,11 +461,9 @@ impl OpStats {
         self.send_lag.add(&other.send_lag).expect("histograms share bounds");
         self.queued += other.queued;
         self.ok += other.ok;
-        for i in 0..ErrorClass::COUNT {
-            self.failed[i] += other.failed[i];
-            self.unknown[i] += other.unknown[i];
-            self.attempt_errors[i] += other.attempt_errors[i];
-        }
+        self.failed.add(&other.failed);
+        self.unknown.add(&other.unknown);
+        self.attempt_errors.add(&other.attempt_errors);
         self.moved += other.moved;
         self.ask += other.ask;
     }
@@ -482,26 +474,54 @@ impl OpStats {
         self.send_lag.reset();
         self.queued = 0;
         self.ok = 0;
-        self.failed = [0; ErrorClass::COUNT];
-        self.unknown = [0; ErrorClass::COUNT];
-        self.attempt_errors = [0; ErrorClass::COUNT];
+        self.failed = ErrorCounts::default();
+        self.unknown = ErrorCounts::default();
+        self.attempt_errors = ErrorCounts::default();
         self.moved = 0;
         self.ask = 0;
     }
 
     /// Ops that failed or ended unknown, by class.
-    pub fn errors_by_class(&self) -> [u64; ErrorClass::COUNT] {
-        std::array::from_fn(|i| self.failed[i] + self.unknown[i])
+    pub fn errors_by_class(&self) -> ErrorCounts {
+        let mut all = self.failed;
+        all.add(&self.unknown);
+        all
     }
 }
 
-/// One interval of the run: per op kind stats.
+/// One interval of the run: per op kind stats, and counts per shard.
 #[derive(Debug, Clone)]
 pub struct Interval {
     /// Interval number; it covers `[index × length, (index + 1) × length)` of run time.
     pub index: u32,
     /// Per op kind, indexed by [`OpKind`].
     pub ops: Vec<OpStats>,
+    /// Per shard (the primaries at the start, in the run's order; one more for slots none
+    /// held), by each op's slot. Empty in histories saved before it was counted.
+    pub shards: Vec<ShardStats>,
+}
+
+/// Ops of one interval on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ShardStats {
+    /// Ops completed.
+    pub ops: u64,
+    /// Of those, failed or unknown.
+    pub errors: u64,
+    /// MOVED redirections followed for them.
+    pub moved: u64,
+    /// ASK redirections followed for them.
+    pub ask: u64,
+}
+
+impl ShardStats {
+    /// Add `other` into these.
+    pub fn merge(&mut self, other: &ShardStats) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.moved += other.moved;
+        self.ask += other.ask;
+    }
 }
 
 /// Everything a run recorded.
@@ -518,8 +538,10 @@ pub struct History {
     /// How long the run went on (shorter than planned when interrupted).
     pub elapsed: Duration,
     /// Intervals in order, with none missing.
-    pub intervals: Vec<Interval>,
-    /// Every completed op, ordered by intended start.
+    pub intervals: Intervals,
+    /// The ops kept one by one ([`Recording`]: every op that did not succeed, was slow or
+    /// late, is of a kind a check reads whole, or started near a fault), ordered by intended
+    /// start. Every op is counted in [`Self::intervals`].
     pub ops: Vec<OpEvent>,
     /// Every failed attempt, ordered by time.
     pub errors: Vec<ErrorEvent>,
@@ -554,7 +576,7 @@ mod tests {
         let mut a = OpStats { ok: 5, ..Default::default() };
         a.latency.record(100).unwrap();
         let mut b = OpStats { ok: 7, ..Default::default() };
-        b.failed[ErrorClass::ClusterDown.index()] = 2;
+        b.failed[ErrorClass::ClusterDown] = 2;
         b.latency.record(300).unwrap();
         let h = History {
             op_names: vec!["get".into()],
@@ -563,10 +585,11 @@ mod tests {
             started_at: std::time::SystemTime::UNIX_EPOCH,
             elapsed: Duration::from_secs(3),
             intervals: vec![
-                Interval { index: 0, ops: vec![a.clone()] },
-                Interval { index: 1, ops: vec![b.clone()] },
-                Interval { index: 2, ops: vec![a] },
-            ],
+                Interval { index: 0, ops: vec![a.clone()], shards: Vec::new() },
+                Interval { index: 1, ops: vec![b.clone()], shards: Vec::new() },
+                Interval { index: 2, ops: vec![a], shards: Vec::new() },
+            ]
+            .into(),
             ops: vec![],
             errors: vec![],
             events: vec![],

@@ -1,313 +1,290 @@
-//! Saving a history with the results (`history.json.gz`) and loading it back, so checks,
-//! plots and reports run offline: `slotstorm report results/<run>` needs no cluster.
+//! Saving a history with the results and loading it back, so checks, plots and reports run
+//! offline: `slotstorm report results/<run>` needs no cluster.
 //!
-//! The format is versioned JSON, gzip-compressed: ops and errors as compact arrays,
-//! histograms as base64 compressed V2 (the HdrHistogram log encoding).
+//! Format 2, `history.jsonl.gz`: JSON Lines, one record per line, every field named, gzip-
+//! compressed in blocks (each a gzip member; the file is one gzip stream to `zcat`). The
+//! first line is the header (`{"header": {"version": 2, …}}`); then, in the order the run
+//! produced them, one line per interval (`{"interval": …}`, histograms as base64 compressed
+//! V2, the HdrHistogram log encoding; a later line for the same index replaces an earlier
+//! one, after a late report), per kept op (`{"op": …}`), per attempt error (`{"error": …}`)
+//! and per event (`{"event": …}`, as in `events.jsonl`); the last line is the end
+//! (`{"end": {"elapsed_us": …}}`). A run writes it as it goes ([`journal`]): a file without
+//! its end is a run that was killed, read up to its last whole block. Format 1
+//! (`history.json.gz`) is still read ([`v1`]).
+
+pub mod journal;
+mod v1;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
-use serde_json::{Value, json};
+use flate2::read::MultiGzDecoder;
+use hdrhistogram::serialization::Deserializer;
+use serde::{Deserialize, Serialize};
 
-use super::{ErrorClass, ErrorEvent, Event, History, Interval, OpEvent, OpKind, OpStats, Outcome};
+use super::intervals::Sealed;
+use super::{ErrorClass, ErrorEvent, Event, History, Intervals, OpEvent, OpKind, Outcome};
 
-/// The format version written; loading refuses others.
-const VERSION: u64 = 1;
+/// The format version written; loading refuses others (but reads [`v1::FILE`]).
+pub const VERSION: u32 = 2;
 
 /// The file name inside a results folder.
-pub const FILE: &str = "history.json.gz";
+pub const FILE: &str = "history.jsonl.gz";
 
-fn invalid(msg: impl Into<String>) -> io::Error {
+pub(super) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-fn outcome_code(o: Outcome) -> u64 {
-    match o {
-        Outcome::Ok => 0,
-        Outcome::Fail(c) => 1 + c.index() as u64,
-        Outcome::Unknown(c) => 101 + c.index() as u64,
-    }
-}
-
-fn outcome_from(code: u64) -> io::Result<Outcome> {
-    let class =
-        |i: u64| ErrorClass::ALL.get(i as usize).copied().ok_or_else(|| invalid(format!("outcome {code}")));
-    Ok(match code {
-        0 => Outcome::Ok,
-        1..=100 => Outcome::Fail(class(code - 1)?),
-        _ => Outcome::Unknown(class(code - 101)?),
-    })
-}
-
-fn histogram_text(h: &hdrhistogram::Histogram<u64>) -> io::Result<String> {
-    let mut buf = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut buf).map_err(|e| invalid(format!("{e:?}")))?;
-    Ok(STANDARD.encode(&buf))
-}
-
-fn histogram_from(text: &str) -> io::Result<hdrhistogram::Histogram<u64>> {
+pub(super) fn histogram_from(text: &str) -> io::Result<hdrhistogram::Histogram<u64>> {
     let bytes = STANDARD.decode(text).map_err(|e| invalid(e.to_string()))?;
     Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| invalid(format!("{e:?}")))
 }
 
-fn stats_json(s: &OpStats) -> io::Result<Value> {
-    Ok(json!({
-        "h": histogram_text(&s.latency)?,
-        "lag": histogram_text(&s.send_lag)?,
-        "queued": s.queued,
-        "ok": s.ok,
-        "failed": s.failed,
-        "unknown": s.unknown,
-        "attempt_errors": s.attempt_errors,
-        "moved": s.moved,
-        "ask": s.ask,
-    }))
+/// One line of the file.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Record {
+    Header(Header),
+    Interval(Sealed),
+    Op(OpRecord),
+    Error(ErrorRecord),
+    Event(Event),
+    End(End),
 }
 
-fn counts(v: &Value) -> io::Result<[u64; ErrorClass::COUNT]> {
-    let a = v.as_array().ok_or_else(|| invalid("counts are not an array"))?;
-    let mut out = [0; ErrorClass::COUNT];
-    for (o, x) in out.iter_mut().zip(a) {
-        *o = x.as_u64().ok_or_else(|| invalid("count is not a number"))?;
-    }
-    Ok(out)
+/// What the run was: the first line.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    /// [`VERSION`].
+    version: u32,
+    /// Op names, indexed by the ops' `kind`.
+    op_names: Vec<String>,
+    /// Interval length, µs.
+    interval_us: u64,
+    /// Warm-up, µs.
+    warmup_us: u64,
+    /// The run clock's zero, µs since the Unix epoch.
+    started_at_us: u64,
 }
 
-fn stats_from(v: &Value) -> io::Result<OpStats> {
-    let latency = histogram_from(v["h"].as_str().unwrap_or_default())?;
-    // Histories saved before send lag was recorded have none (every op sent on time).
-    let send_lag = match v["lag"].as_str() {
-        Some(text) => histogram_from(text)?,
-        None => super::new_lag_histogram(),
-    };
-    Ok(OpStats {
-        latency,
-        send_lag,
-        queued: v["queued"].as_u64().unwrap_or(0),
-        ok: v["ok"].as_u64().unwrap_or(0),
-        failed: counts(&v["failed"])?,
-        unknown: counts(&v["unknown"])?,
-        attempt_errors: counts(&v["attempt_errors"])?,
-        moved: v["moved"].as_u64().unwrap_or(0),
-        ask: v["ask"].as_u64().unwrap_or(0),
-    })
+/// The last line: the run finished writing its history.
+#[derive(Serialize, Deserialize)]
+struct End {
+    /// How long the load ran, µs.
+    elapsed_us: u64,
 }
 
-/// Write `history` to `path`.
-///
-/// # Errors
-/// The I/O error.
-pub fn save(path: &Path, history: &History) -> io::Result<()> {
-    let intervals = history
-        .intervals
-        .iter()
-        .map(|i| Ok(json!({"index": i.index, "ops": i.ops.iter().map(stats_json).collect::<io::Result<Vec<_>>>()?})))
-        .collect::<io::Result<Vec<_>>>()?;
-    let ops: Vec<Value> = history
-        .ops
-        .iter()
-        .map(|o| {
-            json!([
-                o.start_us,
-                o.latency_us,
-                o.kind.0,
-                o.slot,
-                o.id,
-                o.uid,
-                outcome_code(o.outcome),
-                o.attempts,
-                o.reply,
-                o.sent_us,
-                o.moved,
-                o.ask,
-                o.queued_us
-            ])
-        })
-        .collect();
-    let errors: Vec<Value> =
-        history.errors.iter().map(|e| json!([e.at_us, e.kind.0, e.slot, e.class.index(), e.last])).collect();
-    let doc = json!({
-        "version": VERSION,
-        "op_names": history.op_names,
-        "interval_us": history.interval.as_micros() as u64,
-        "warmup_us": history.warmup.as_micros() as u64,
-        "started_at_us": history.started_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64,
-        "elapsed_us": history.elapsed.as_micros() as u64,
-        "intervals": intervals,
-        "ops": ops,
-        "errors": errors,
-        "events": history.events,
-    });
-    let mut gz = GzEncoder::new(BufWriter::new(File::create(path)?), Compression::fast());
-    // serde_json writes token by token, and flate2 (miniz backend) zero-fills its 32 KiB
-    // output buffer on every write it gets: without this buffer, saving a history of a
-    // million ops spent seconds in memset.
-    let mut json = BufWriter::with_capacity(64 * 1024, &mut gz);
-    serde_json::to_writer(&mut json, &doc)?;
-    json.flush()?;
-    drop(json);
-    gz.finish()?.flush()
+/// How an op ended.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum OutcomeName {
+    Ok,
+    Failed,
+    Unknown,
 }
 
-/// Read a history written by [`save`].
-///
-/// # Errors
-/// An I/O error, or `InvalidData` naming what is wrong with the file.
-pub fn load(path: &Path) -> io::Result<History> {
-    let mut text = String::new();
-    GzDecoder::new(BufReader::new(File::open(path)?)).read_to_string(&mut text)?;
-    let doc: Value = serde_json::from_str(&text)?;
-    if doc["version"].as_u64() != Some(VERSION) {
-        return Err(invalid(format!(
-            "{}: history format {} is not {VERSION}",
-            path.display(),
-            doc["version"]
-        )));
+/// A kept op ([`OpEvent`]'s fields, named).
+#[derive(Serialize, Deserialize)]
+struct OpRecord {
+    start_us: u64,
+    latency_us: u64,
+    kind: u16,
+    slot: u16,
+    id: u64,
+    uid: u64,
+    sent_us: u64,
+    queued_us: u32,
+    outcome: OutcomeName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    class: Option<ErrorClass>,
+    attempts: u8,
+    moved: u8,
+    ask: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorRecord {
+    at_us: u64,
+    kind: u16,
+    slot: u16,
+    class: ErrorClass,
+    /// The op's last attempt (what the application saw), or one a retry went on from.
+    last: bool,
+}
+
+impl ErrorRecord {
+    fn of(e: &ErrorEvent) -> ErrorRecord {
+        ErrorRecord { at_us: e.at_us, kind: e.kind.0, slot: e.slot, class: e.class, last: e.last }
     }
-    let num = |v: &Value| v.as_u64().ok_or_else(|| invalid(format!("{v} is not a number")));
-    let us = |k: &str| num(&doc[k]).map(Duration::from_micros);
-    let op_names: Vec<String> = serde_json::from_value(doc["op_names"].clone())?;
-    let mut intervals = Vec::new();
-    for i in doc["intervals"].as_array().into_iter().flatten() {
-        let ops =
-            i["ops"].as_array().into_iter().flatten().map(stats_from).collect::<io::Result<Vec<_>>>()?;
-        intervals.push(Interval { index: num(&i["index"])? as u32, ops });
-    }
-    let mut ops = Vec::new();
-    for o in doc["ops"].as_array().into_iter().flatten() {
-        let f = |i: usize| num(&o[i]);
-        ops.push(OpEvent {
-            start_us: f(0)?,
-            latency_us: f(1)?,
-            kind: OpKind(f(2)? as u16),
-            slot: f(3)? as u16,
-            id: f(4)?,
-            uid: f(5)?,
-            outcome: outcome_from(f(6)?)?,
-            attempts: f(7)? as u8,
-            reply: o[8].as_i64(),
-            sent_us: o[9].as_u64().unwrap_or(0),
-            // Histories saved before redirections were kept per op have none.
-            moved: o[10].as_u64().unwrap_or(0).min(255) as u8,
-            ask: o[11].as_u64().unwrap_or(0).min(255) as u8,
-            // ... and before the wait for an in-flight slot was, none.
-            queued_us: o[12].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
-        });
-    }
-    let mut errors = Vec::new();
-    for e in doc["errors"].as_array().into_iter().flatten() {
-        let class =
-            ErrorClass::ALL.get(num(&e[3])? as usize).copied().ok_or_else(|| invalid("error class"))?;
-        errors.push(ErrorEvent {
-            at_us: num(&e[0])?,
-            kind: OpKind(num(&e[1])? as u16),
-            slot: num(&e[2])? as u16,
+}
+
+impl OpRecord {
+    fn of(o: &OpEvent) -> OpRecord {
+        let (outcome, class) = match o.outcome {
+            Outcome::Ok => (OutcomeName::Ok, None),
+            Outcome::Fail(c) => (OutcomeName::Failed, Some(c)),
+            Outcome::Unknown(c) => (OutcomeName::Unknown, Some(c)),
+        };
+        OpRecord {
+            start_us: o.start_us,
+            latency_us: o.latency_us,
+            kind: o.kind.0,
+            slot: o.slot,
+            id: o.id,
+            uid: o.uid,
+            sent_us: o.sent_us,
+            queued_us: o.queued_us,
+            outcome,
             class,
-            last: e[4].as_bool().unwrap_or(true),
-        });
+            attempts: o.attempts,
+            moved: o.moved,
+            ask: o.ask,
+            reply: o.reply,
+        }
     }
-    let events: Vec<Event> = serde_json::from_value(doc["events"].clone())?;
-    Ok(History {
-        op_names,
-        interval: us("interval_us")?,
-        warmup: us("warmup_us")?,
-        started_at: SystemTime::UNIX_EPOCH + us("started_at_us")?,
-        elapsed: us("elapsed_us")?,
-        intervals,
-        ops,
-        errors,
-        events,
-    })
+
+    fn op(self) -> io::Result<OpEvent> {
+        let class = || self.class.ok_or_else(|| invalid("an op that did not succeed has no class"));
+        let outcome = match self.outcome {
+            OutcomeName::Ok => Outcome::Ok,
+            OutcomeName::Failed => Outcome::Fail(class()?),
+            OutcomeName::Unknown => Outcome::Unknown(class()?),
+        };
+        Ok(OpEvent {
+            start_us: self.start_us,
+            latency_us: self.latency_us,
+            kind: OpKind(self.kind),
+            slot: self.slot,
+            id: self.id,
+            uid: self.uid,
+            sent_us: self.sent_us,
+            queued_us: self.queued_us,
+            outcome,
+            attempts: self.attempts,
+            moved: self.moved,
+            ask: self.ask,
+            reply: self.reply,
+        })
+    }
+}
+
+pub use journal::save;
+
+/// The history file of the results folder `dir`: [`FILE`], or format 1's where only that is.
+pub fn path_in(dir: &Path) -> PathBuf {
+    let v2 = dir.join(FILE);
+    let v1 = dir.join(v1::FILE);
+    if !v2.exists() && v1.exists() { v1 } else { v2 }
+}
+
+/// A history read back, and whether its file ends early.
+pub struct Loaded {
+    /// What the file holds.
+    pub history: History,
+    /// Why the file stops before its end record (a run killed mid-way, a copy cut short),
+    /// with the line it was read up to; `None` for a whole file.
+    pub ends_early: Option<String>,
+}
+
+/// Read the history of the results folder `dir`, in format 2 or 1. A format-2 file cut
+/// short (no end record) is read up to its last whole line: its elapsed time is then the
+/// intervals it holds.
+///
+/// # Errors
+/// An I/O error, or `InvalidData` naming the line and what is wrong with it.
+pub fn load(dir: &Path) -> io::Result<Loaded> {
+    let path = path_in(dir);
+    if path.ends_with(v1::FILE) {
+        return v1::load(&path).map(|history| Loaded { history, ends_early: None });
+    }
+    let reader = BufReader::new(MultiGzDecoder::new(BufReader::new(File::open(&path)?)));
+    let mut lines = reader.lines();
+    let at = |n: usize, e: &dyn std::fmt::Display| invalid(format!("{}:{n}: {e}", path.display()));
+    let first = lines.next().ok_or_else(|| at(1, &"empty"))?.map_err(|e| at(1, &e))?;
+    let Ok(Record::Header(h)) = serde_json::from_str::<Record>(&first) else {
+        return Err(at(1, &"not a slotstorm history (no header line)"));
+    };
+    if h.version != VERSION {
+        return Err(at(1, &format!("history format {} is not {VERSION}", h.version)));
+    }
+    let mut history = History {
+        op_names: h.op_names,
+        interval: Duration::from_micros(h.interval_us),
+        warmup: Duration::from_micros(h.warmup_us),
+        started_at: SystemTime::UNIX_EPOCH + Duration::from_micros(h.started_at_us),
+        elapsed: Duration::ZERO,
+        intervals: Intervals::default(),
+        ops: Vec::new(),
+        errors: Vec::new(),
+        events: Vec::new(),
+    };
+    let mut end = None;
+    let mut ends_early = None;
+    let mut read = 1;
+    for (n, text) in lines.enumerate() {
+        let n = n + 2;
+        // The decoder fails where a killed run's last block was cut off: what came before
+        // it is whole (every block is a gzip member of whole lines).
+        let text = match text {
+            Ok(text) => text,
+            Err(e) if end.is_none() => {
+                ends_early = Some(format!("{} ends early after line {read} ({e})", path.display()));
+                break;
+            }
+            Err(e) => return Err(at(n, &e)),
+        };
+        read = n;
+        let record: Record = serde_json::from_str(&text).map_err(|e| at(n, &e))?;
+        if end.is_some() {
+            return Err(at(n, &"a record after the end"));
+        }
+        match record {
+            Record::Header(_) => return Err(at(n, &"a second header")),
+            Record::Interval(i) => {
+                for s in &i.ops {
+                    s.check().map_err(|e| at(n, &e))?;
+                }
+                history.intervals.put_sealed(i).map_err(|e| at(n, &e))?;
+            }
+            Record::Op(o) => history.ops.push(o.op().map_err(|e| at(n, &e))?),
+            Record::Error(e) => history.errors.push(ErrorEvent {
+                at_us: e.at_us,
+                kind: OpKind(e.kind),
+                slot: e.slot,
+                class: e.class,
+                last: e.last,
+            }),
+            Record::Event(e) => history.events.push(e),
+            Record::End(e) => end = Some(e.elapsed_us),
+        }
+    }
+    if end.is_none() && ends_early.is_none() {
+        ends_early = Some(format!("{} has no end record after line {read}", path.display()));
+    }
+    // A run writes records in the order they reach the writer; it orders its own copy the
+    // same way (stable sorts on the same keys), so both read alike.
+    history.ops.sort_by_key(|o| o.start_us);
+    history.errors.sort_by_key(|e| e.at_us);
+    history.events.sort_by_key(|e| e.at_us);
+    // A file without its end (a killed run) lasted at least as long as what it holds: its
+    // intervals, and the kept ops and events written before the last intervals were sealed.
+    history.elapsed = match end {
+        Some(us) => Duration::from_micros(us),
+        None => {
+            let last_op = history.ops.iter().map(OpEvent::end_us).max().unwrap_or(0);
+            let last_event = history.events.last().map_or(0, |e| e.at_us);
+            let held = history.interval * history.intervals.len() as u32;
+            held.max(Duration::from_micros(last_op.max(last_event)))
+        }
+    };
+    Ok(Loaded { history, ends_early })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::history::EventKind;
-
-    #[test]
-    fn a_history_survives_a_round_trip() {
-        let mut stats = OpStats { ok: 3, moved: 2, ..Default::default() };
-        stats.latency.record(1234).unwrap();
-        stats.failed[ErrorClass::ClusterDown.index()] = 1;
-        let h = History {
-            op_names: vec!["get".into(), "set".into()],
-            interval: Duration::from_secs(1),
-            warmup: Duration::from_millis(500),
-            started_at: UNIX_EPOCH + Duration::from_micros(1_796_072_105_123_456),
-            elapsed: Duration::from_secs(3),
-            intervals: vec![Interval { index: 0, ops: vec![stats.clone(), OpStats::default()] }],
-            ops: vec![
-                OpEvent {
-                    start_us: 10,
-                    latency_us: 20,
-                    kind: OpKind(1),
-                    slot: 99,
-                    id: 7,
-                    uid: 1 << 41,
-                    sent_us: 3,
-                    queued_us: 2,
-                    outcome: Outcome::Unknown(ErrorClass::Timeout),
-                    attempts: 2,
-                    moved: 1,
-                    ask: 3,
-                    reply: Some(-1),
-                },
-                OpEvent {
-                    start_us: 11,
-                    latency_us: 1,
-                    kind: OpKind(0),
-                    slot: 0,
-                    id: 0,
-                    uid: 2,
-                    sent_us: 3,
-                    queued_us: 0,
-                    outcome: Outcome::Fail(ErrorClass::Other),
-                    attempts: 1,
-                    moved: 0,
-                    ask: 0,
-                    reply: None,
-                },
-            ],
-            errors: vec![ErrorEvent {
-                at_us: 5,
-                kind: OpKind(1),
-                slot: 99,
-                class: ErrorClass::NoScript,
-                last: false,
-            }],
-            events: vec![Event {
-                at_us: 42,
-                kind: EventKind::Flagged {
-                    observer: "redis-2".into(),
-                    subject: "redis-1".into(),
-                    flag: "fail".into(),
-                },
-            }],
-        };
-        let path = std::env::temp_dir().join(format!("slotstorm-history-{}.json.gz", std::process::id()));
-        save(&path, &h).unwrap();
-        let back = load(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(back.op_names, h.op_names);
-        assert_eq!(
-            (back.interval, back.warmup, back.elapsed, back.started_at),
-            (h.interval, h.warmup, h.elapsed, h.started_at)
-        );
-        assert_eq!(back.ops, h.ops);
-        assert_eq!(back.errors, h.errors);
-        assert_eq!(back.events, h.events);
-        let s = &back.intervals[0].ops[0];
-        assert_eq!((s.ok, s.moved, s.failed), (3, 2, stats.failed));
-        assert_eq!(s.latency.len(), 1);
-        assert_eq!(s.latency.max(), stats.latency.max());
-    }
-}
+mod tests;

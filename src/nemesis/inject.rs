@@ -36,6 +36,14 @@ pub enum InjectError {
         /// What it printed.
         output: String,
     },
+    /// The node refused a command sent to it, or did not do what it said.
+    #[error("node container {container}: {message}")]
+    Command {
+        /// The container.
+        container: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 fn docker_err(action: &str, container: &str) -> impl FnOnce(bollard::errors::Error) -> InjectError {
@@ -75,6 +83,48 @@ pub async fn stop(docker: &Docker, container: &str, grace: Duration) -> Result<(
     match docker.stop_container(container, Some(options)).await {
         Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
         Err(e) => Err(docker_err("stopping", container)(e)),
+    }
+}
+
+/// `SHUTDOWN FAILOVER` to the node at `addr` (Valkey): a primary waits for a replica to
+/// catch up, hands its slots over and exits. Returns once the container has stopped (at
+/// most 30 s, as the node waits for its replica at most `shutdown-timeout`, 10 s).
+///
+/// # Errors
+/// [`InjectError::Command`] when the node refuses it, or is still running after 30 s.
+pub async fn shutdown_failover(
+    docker: &Docker,
+    container: &str,
+    addr: std::net::SocketAddr,
+) -> Result<(), InjectError> {
+    let fail = |message: String| InjectError::Command { container: container.to_string(), message };
+    let mut node = crate::cluster::node::Node::connect(addr, crate::cluster::node::ADMIN_TIMEOUT)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    // A node that shuts down closes the connection instead of answering; any reply it
+    // sends is a refusal.
+    let sent: Result<(), _> = node.run(redis::cmd("SHUTDOWN").arg("FAILOVER")).await;
+    if let Err(crate::cluster::ClusterError::Command { source, .. }) = &sent
+        && !(source.is_io_error() || source.is_connection_dropped() || source.is_timeout())
+    {
+        return Err(fail(format!("SHUTDOWN FAILOVER was refused: {source}")));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = docker
+            .inspect_container(container, None)
+            .await
+            .map_err(docker_err("inspecting", container))?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if !running {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail("still running 30 s after SHUTDOWN FAILOVER".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

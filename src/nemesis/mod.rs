@@ -19,13 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
+use futures_util::FutureExt;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::backend::docker::DockerCluster;
-use crate::driver::{RunClock, Stop};
+use crate::clock::{RunClock, Stop};
 use crate::history::EventKind;
-use crate::observe::{EventLog, emit};
+use crate::history::{EventLog, emit};
 use crate::spec::chaos::{Action, Scheduled, ScheduledOperation};
 
 /// How long operations may go on after the schedule's last step before they are abandoned
@@ -36,6 +37,11 @@ const OPERATIONS_GRACE: Duration = Duration::from_secs(300);
 /// test can check that a panic mid-fault is healed and recorded. Never set outside tests.
 #[doc(hidden)]
 pub static PANIC_AFTER_INJECT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Test hook: when set, the next topology operation panics once it has started, so a test can
+/// check that the panic is recorded as a run error. Never set outside tests.
+#[doc(hidden)]
+pub static PANIC_IN_OPERATION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// [`run`] on a task of its own, supervised: if it panics, the panic is recorded as a chaos
 /// error of the fault it was handling (so the run ends with exit 3 and says so) and every
@@ -54,12 +60,7 @@ pub fn spawn(
         if !e.is_panic() {
             return;
         }
-        let payload = e.into_panic();
-        let why = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
+        let why = crate::history::panic_message(e.into_panic().as_ref());
         let fault = current.load(std::sync::atomic::Ordering::Relaxed);
         tracing::error!(fault, panic = %why, "The nemesis panicked; healing every node.");
         let error = format!(
@@ -103,8 +104,27 @@ pub async fn run(
         let mut rng = SmallRng::seed_from_u64(seed.rotate_left(17) ^ 0x6f70_7365);
         tokio::spawn(async move {
             while let Some(op) = ops_rx.recv().await {
-                if let Err(e) = operator.perform(&op, &mut rng).await {
-                    tracing::warn!(operation = op.index, action = op.operation.name(), error = %e, "An operation failed; the schedule goes on.");
+                let performed =
+                    std::panic::AssertUnwindSafe(operator.perform(&op, &mut rng)).catch_unwind().await;
+                match performed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(operation = op.index, action = op.operation.name(), error = %e, "An operation failed; the schedule goes on.");
+                    }
+                    // A defect of slotstorm: recorded as a run error; the cluster is left to
+                    // the run's heal step rather than to more operations.
+                    Err(panic) => {
+                        let why = crate::history::panic_message(panic.as_ref());
+                        tracing::error!(operation = op.index, panic = %why, "An operation panicked; skipping the rest.");
+                        operator.cut_short(&format!("panicked ({why})")).await;
+                        let error = format!("panicked ({why}): the operations after it were skipped");
+                        emit(
+                            &operator.events,
+                            operator.clock.now_us(),
+                            EventKind::OperationError { index: op.index, error },
+                        );
+                        break;
+                    }
                 }
             }
         })
@@ -115,7 +135,7 @@ pub async fn run(
         let next_inject = next.peek().map(Scheduled::at);
         let next_heal = active.iter().map(|a| a.heal_at).min();
         let Some(when) = [next_inject, next_heal].into_iter().flatten().min() else { break };
-        if !sleep_until(&clock, when, &stop).await {
+        if !stop.sleep_until(clock.start + when).await {
             break;
         }
         // The cluster as it is now: an operation may have added or removed a node meanwhile.
@@ -193,7 +213,7 @@ pub async fn run(
     drop(ops_tx);
     tokio::select! {
         _ = &mut operations => {}
-        () = wait_stop(&stop) => {
+        () = stop.wait() => {
             operations.abort();
             operator.cut_short("cut short: the run was stopped").await;
         }
@@ -208,26 +228,6 @@ pub async fn run(
         heal(&docker, &cluster, &a, &clock, &events).await;
     }
     heal_all(&docker, &cluster).await;
-}
-
-async fn wait_stop(stop: &Stop) {
-    while !stop.stopped() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Sleep until `at` on the run clock; false when stopped first.
-async fn sleep_until(clock: &RunClock, at: Duration, stop: &Stop) -> bool {
-    let deadline = tokio::time::Instant::from_std(clock.start + at);
-    while tokio::time::Instant::now() < deadline {
-        if stop.stopped() {
-            return false;
-        }
-        let step =
-            deadline.saturating_duration_since(tokio::time::Instant::now()).min(Duration::from_millis(20));
-        tokio::time::sleep(step).await;
-    }
-    !stop.stopped()
 }
 
 async fn inject(
@@ -245,12 +245,13 @@ async fn inject(
     // Every target at once: a fault on all primaries hits them together.
     let one = |n: &'_ crate::backend::docker::NodeContainer| {
         let others = &others;
-        let c = n.container.clone();
+        let (c, addr) = (n.container.clone(), n.addr);
         async move {
             let c = c.as_str();
             match *action {
                 Action::Kill => inject::signal(docker, c, "SIGKILL").await,
                 Action::Stop => inject::stop(docker, c, Duration::from_secs(10)).await,
+                Action::ShutdownFailover => inject::shutdown_failover(docker, c, addr).await,
                 Action::Restart => {
                     inject::stop(docker, c, Duration::from_secs(10)).await?;
                     inject::start(docker, c).await
@@ -274,7 +275,7 @@ async fn heal(docker: &Docker, cluster: &DockerCluster, a: &Active, clock: &RunC
         let Some(n) = cluster.nodes.iter().find(|n| &n.node == name) else { continue };
         let c = n.container.as_str();
         let r = match a.action {
-            Action::Kill | Action::Stop => inject::start(docker, c).await,
+            Action::Kill | Action::Stop | Action::ShutdownFailover => inject::start(docker, c).await,
             Action::Restart => Ok(()),
             Action::Pause => inject::unpause(docker, c).await,
             Action::Sigstop => inject::signal(docker, c, "SIGCONT").await,

@@ -16,17 +16,18 @@ use rand::rngs::SmallRng;
 
 use super::target::resolve;
 use crate::backend::docker::{DockerCluster, NodeContainer};
-use crate::cluster::admin::{self, AdminError, NodeRef as ClusterNode};
+use crate::clock::RunClock;
+use crate::cluster::admin::{AdminError, NodeRef as ClusterNode};
 use crate::cluster::membership::JoinAs;
 use crate::cluster::migrate::{self, ReshardEvent, ReshardOptions, ReshardPlan};
-use crate::cluster::topology::SlotRange;
-use crate::cluster::{fix, rebalance};
-use crate::driver::RunClock;
+use crate::cluster::topology::{self, SlotRange};
+use crate::cluster::{failover, fix, rebalance, settle};
 use crate::embedded;
 use crate::history::EventKind;
-use crate::observe::{EventLog, emit};
+use crate::history::{EventLog, emit};
 use crate::spec::chaos::{
-    Migration, NewNodeRole, NodeRef, Operation, ScheduledOperation, SlotSelection, TargetSpec,
+    Migration, MigrationMethod, NewNodeRole, NodeRef, Operation, ScheduledOperation, SlotSelection,
+    TargetSpec,
 };
 
 /// How long a failover, a join or a forget may take.
@@ -129,6 +130,9 @@ impl Operator {
         let action = op.operation.name().to_string();
         let started = |detail: String| {
             self.emit(EventKind::OperationStarted { index, action: action.clone(), detail });
+            if super::PANIC_IN_OPERATION.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                panic!("test hook: an operation panics");
+            }
         };
         let done = |detail: String, slots: u32, keys: u64, bytes: u64| {
             self.emit(EventKind::OperationDone { index, action: action.clone(), detail, slots, keys, bytes });
@@ -138,7 +142,7 @@ impl Operator {
                 let replica = self.one(target, rng).await?;
                 started(format!("{} takes over ({})", replica.node, mode.name()));
                 let did =
-                    admin::failover(&self.seeds(), &ClusterNode::Addr(replica.addr), *mode, STEP_TIMEOUT)
+                    failover::failover(&self.seeds(), &ClusterNode::Addr(replica.addr), *mode, STEP_TIMEOUT)
                         .await?;
                 done(
                     format!(
@@ -155,7 +159,7 @@ impl Operator {
             }
             Operation::Reshard { from, to, slots, migration } => {
                 let (src, dst) = (self.one(from, rng).await?, self.one(to, rng).await?);
-                let view = admin::seed_view(&self.seeds()).await?;
+                let view = settle::seed_view(&self.seeds()).await?;
                 let ranges = match slots {
                     SlotSelection::Count(n) => {
                         migrate::lowest_slots(&view, &ClusterNode::Addr(src.addr), u32::from(*n))?
@@ -215,7 +219,7 @@ impl Operator {
                 done(format!("{name} joined as {as_what}"), 0, 0, 0);
             }
             Operation::Rebalance { use_empty_primaries, migration } => {
-                let mut view = admin::seed_view(&self.seeds()).await?;
+                let mut view = settle::seed_view(&self.seeds()).await?;
                 if !use_empty_primaries {
                     view.nodes.retain(|n| !n.is_primary() || !n.slots.is_empty());
                 }
@@ -277,10 +281,10 @@ impl Operator {
         node: &NodeContainer,
         m: &Migration,
     ) -> Result<(u32, u64, u64), OperationError> {
-        let view = admin::seed_view(&self.seeds()).await?;
+        let view = settle::seed_view(&self.seeds()).await?;
         let addr = node.addr.to_string();
         let Some(me) = view.nodes.iter().find(|n| n.addr == addr) else { return Ok((0, 0, 0)) };
-        let mut mine = admin::slots_in(&me.slots);
+        let mut mine = topology::slots_in(&me.slots);
         let mut others: Vec<_> =
             view.nodes.iter().filter(|n| n.is_primary() && !n.is_failed() && n.addr != addr).collect();
         if mine.is_empty() {
@@ -303,7 +307,7 @@ impl Operator {
             let plan = ReshardPlan {
                 from: ClusterNode::Addr(node.addr),
                 to: ClusterNode::Id(to.id.clone()),
-                slots: admin::to_ranges(chunk),
+                slots: topology::to_ranges(chunk),
             };
             let r = migrate::reshard(&self.seeds(), &plan, &options(m), &self.steps(index)).await?;
             slots += r.slots;
@@ -321,7 +325,7 @@ impl Operator {
 
     /// The run's name of the node with cluster id `id`, or the id.
     async fn name_of_id(&self, id: &str) -> String {
-        let Ok(view) = admin::seed_view(&self.seeds()).await else { return id.to_string() };
+        let Ok(view) = settle::seed_view(&self.seeds()).await else { return id.to_string() };
         let cluster = self.cluster();
         view.nodes
             .iter()
@@ -335,15 +339,15 @@ impl Operator {
         let (events, clock) = (self.events.clone(), self.clock);
         move |e| {
             let (what, slot, keys, bytes) = match e {
-                ReshardEvent::Batch { slot, keys, bytes } => ("batch", Some(slot.get()), keys as u64, bytes),
-                ReshardEvent::SlotMoved { slot, .. } => ("slot_handed_over", Some(slot.get()), 0, 0),
+                ReshardEvent::Batch { slot, keys, bytes } => {
+                    ("batch".into(), Some(slot.get()), keys as u64, bytes)
+                }
+                ReshardEvent::SlotMoved { slot, .. } => ("slot_handed_over".into(), Some(slot.get()), 0, 0),
+                // An atomic migration's states: `migration_snapshotting`, …, `migration_success`.
+                ReshardEvent::Phase { state } => (format!("migration_{state}"), None, 0, 0),
                 _ => return,
             };
-            emit(
-                &events,
-                clock.now_us(),
-                EventKind::OperationStep { index, what: what.into(), slot, keys, bytes },
-            );
+            emit(&events, clock.now_us(), EventKind::OperationStep { index, what, slot, keys, bytes });
         }
     }
 }
@@ -353,6 +357,7 @@ fn options(m: &Migration) -> ReshardOptions {
         keys_per_batch: m.keys_per_batch as usize,
         parallel_slots: m.pipeline as usize,
         migrate_timeout: m.timeout,
+        atomic: m.method == MigrationMethod::Atomic,
         ..ReshardOptions::default()
     }
 }

@@ -11,7 +11,7 @@ use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::{EventLog, emit};
-use crate::driver::RunClock;
+use crate::clock::RunClock;
 use crate::history::EventKind;
 
 /// What a log line marks, if anything: (`what`, node id it names).
@@ -78,6 +78,50 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Which log lines were seen already. A resumed stream (the container ran again) starts
+/// at a whole second, so it repeats lines: those stamped before the last one seen, and as
+/// many stamped with that same millisecond as were seen then. Lines within one stream are
+/// all new, however many share a millisecond (Valkey logs its election's steps in one).
+struct Seen {
+    /// The last stamp seen.
+    last: SystemTime,
+    /// Lines seen with that stamp.
+    at_last: usize,
+    /// Lines with that stamp still to skip in a resumed stream.
+    skip: usize,
+}
+
+impl From<SystemTime> for Seen {
+    /// Nothing seen yet; lines before `start` are not new.
+    fn from(start: SystemTime) -> Seen {
+        Seen { last: start, at_last: 0, skip: 0 }
+    }
+}
+
+impl Seen {
+    /// A new stream begins: what it repeats is skipped.
+    fn resume(&mut self) {
+        self.skip = self.at_last;
+    }
+
+    /// Whether a line stamped `at` was not seen before (and note it).
+    fn is_new(&mut self, at: SystemTime) -> bool {
+        if at < self.last {
+            return false;
+        }
+        if at == self.last && self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        if at == self.last {
+            self.at_last += 1;
+        } else {
+            (self.last, self.at_last, self.skip) = (at, 1, 0);
+        }
+        true
+    }
+}
+
 /// Follow `container`'s log from the run's start, emitting a [`EventKind::Log`] for each
 /// marking line, until aborted. `ids` maps node ids to node names. A container that stops
 /// (killed) ends the stream; following resumes when it runs again.
@@ -90,8 +134,9 @@ pub async fn follow(
     events: EventLog,
 ) {
     let mut since = clock.started_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i32;
-    let mut last_seen = clock.started_at;
+    let mut seen = Seen::from(clock.started_at);
     loop {
+        seen.resume();
         let options =
             LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).since(since).build();
         let mut stream = docker.logs(&container, Some(options));
@@ -102,11 +147,9 @@ pub async fn follow(
             while let Some(end) = pending.find('\n') {
                 let line: String = pending.drain(..=end).collect();
                 let Some((at, message)) = parse_line(line.trim_end()) else { continue };
-                // A resumed stream starts at a whole second: skip what was already seen.
-                if at <= last_seen {
+                if !seen.is_new(at) {
                     continue;
                 }
-                last_seen = at;
                 let Some((what, subject)) = classify(message) else { continue };
                 let Ok(offset) = at.duration_since(clock.started_at) else { continue };
                 let line = match subject.and_then(|id| ids.get(id)) {
@@ -120,7 +163,7 @@ pub async fn follow(
                 );
             }
         }
-        since = last_seen.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i32;
+        since = seen.last.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i32;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -128,6 +171,22 @@ pub async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_sharing_a_millisecond_are_each_new_and_a_resumed_stream_skips_what_it_repeats() {
+        let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let mut seen = Seen::from(t(1000));
+        seen.resume();
+        assert!(!seen.is_new(t(999)), "before the run");
+        // Valkey's best-ranked replica: election started, won, epoch set, in one ms.
+        assert!(seen.is_new(t(1500)) && seen.is_new(t(1500)) && seen.is_new(t(1500)));
+        // The container restarts; its log is read again from second 1.
+        seen.resume();
+        assert!(!seen.is_new(t(1200)));
+        assert!(!seen.is_new(t(1500)) && !seen.is_new(t(1500)) && !seen.is_new(t(1500)));
+        assert!(seen.is_new(t(1500)), "a fourth line of that ms is new");
+        assert!(seen.is_new(t(1600)) && seen.is_new(t(1600)));
+    }
 
     #[test]
     fn redis_log_lines_parse_to_utc_wall_time() {

@@ -13,19 +13,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::clock::{RunClock, Stop};
 use crate::cluster::node::Node;
 use crate::cluster::topology::View;
-use crate::driver::{RunClock, Stop};
-use crate::history::{Event, EventKind};
-
-/// The run's event log, shared by the nemesis and the observer (events are rare: a mutex
-/// is fine here, unlike on the driver's per-op path).
-pub type EventLog = Arc<Mutex<Vec<Event>>>;
-
-/// Record `kind` at `at_us` in `log`.
-pub fn emit(log: &EventLog, at_us: u64, kind: EventKind) {
-    log.lock().expect("event log lock").push(Event { at_us, kind });
-}
+use crate::history::{EventKind, EventLog, emit};
 
 /// One node's health at one moment, for `nodes.csv`.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +116,7 @@ pub async fn per_node<F>(
     }
     loop {
         tokio::select! {
-            _ = wait(stop) => break,
+            () = stop.wait() => break,
             _ = tokio::time::sleep(ROSTER_CHECK), if roster.is_some() => {}
         }
         let Some(roster) = &roster else { continue };
@@ -148,12 +139,6 @@ pub async fn per_node<F>(
 
 /// Node names by address, growing as nodes join.
 type Names = Arc<RwLock<HashMap<SocketAddr, String>>>;
-
-async fn wait(stop: &Stop) {
-    while !stop.stopped() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn watch_node(
     name: String,

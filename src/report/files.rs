@@ -5,16 +5,16 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde_json::{Value, json};
 
+use super::model::{self, ClusterInfo, OpSummary, RunFile, ShardSlots};
 use crate::check::failover::FaultReport;
 use crate::check::lost_writes::LostWrites;
 use crate::check::rate_limit::OverAdmission;
 use crate::check::slo::Verdict;
-use crate::history::{ErrorClass, History, OpStats};
+use crate::history::{ErrorClass, ErrorCounts, History, OpStats, Recording};
 use crate::observe::NodeSample;
 
 /// A shard: a primary's slots at the start of the run, named after that primary.
@@ -53,15 +53,18 @@ pub struct RunMeta {
     pub workload_toml: String,
     /// The Redis version the nodes run.
     pub redis_version: String,
-    /// The cluster, described for people (kind, layout, settings, nodes).
-    pub cluster: Value,
+    /// The cluster the run drove.
+    pub cluster: ClusterInfo,
     /// The shards at the start, for attributing errors.
     pub shards: Vec<Shard>,
     /// True when the run was cut short (Ctrl-C, SIGTERM, an error).
     pub interrupted: Option<String>,
+    /// Whether the run got to its end ([`RunFile::finished`]).
+    pub finished: bool,
 }
 
-/// Write `run.json`, `latency.hlog`, `timeline.csv` and `events.jsonl` into `dir`.
+/// Write `run.json`, `nodes.csv`, `latency.hlog`, `timeline.csv`, `shards.csv` and
+/// `events.jsonl` into `dir` (the history is written by the run as it goes).
 ///
 /// # Errors
 /// The first I/O error.
@@ -72,16 +75,8 @@ pub fn write_results(
     findings: &Findings<'_>,
     samples: &[NodeSample],
 ) -> io::Result<()> {
-    let mut run = run_json(history, meta);
-    run["schedule"] = serde_json::to_value(findings.schedule)?;
-    run["faults"] = serde_json::to_value(findings.faults)?;
-    run["operations"] = serde_json::to_value(findings.operations)?;
-    run["lost_writes"] = serde_json::to_value(findings.lost_writes)?;
-    run["over_admissions"] = serde_json::to_value(findings.over_admissions)?;
-    run["slo_verdicts"] = serde_json::to_value(findings.verdicts)?;
-    write_json(&dir.join("run.json"), &run)?;
+    write_run_file(dir, history, meta, findings)?;
     write_nodes(&dir.join("nodes.csv"), samples)?;
-    crate::history::store::save(&dir.join(crate::history::store::FILE), history)?;
     write_hlog(&dir.join("latency.hlog"), history)?;
     write_timeline(&dir.join("timeline.csv"), history)?;
     write_shards(&dir.join("shards.csv"), history, &meta.shards)?;
@@ -89,53 +84,26 @@ pub fn write_results(
     Ok(())
 }
 
-/// Percentiles reported everywhere, with their names.
-pub const PERCENTILES: [(&str, f64); 5] =
-    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9), ("p99_99", 99.99)];
-
-fn latency_json(h: &Histogram<u64>) -> Value {
-    let mut m = serde_json::Map::new();
-    for (name, p) in PERCENTILES {
-        m.insert(name.into(), json!(h.value_at_percentile(p)));
-    }
-    m.insert("max".into(), json!(h.max()));
-    m.insert("mean".into(), json!((h.mean() * 10.0).round() / 10.0));
-    m.insert("count".into(), json!(h.len()));
-    Value::Object(m)
+/// Write `run.json` alone: at a run's start, what it is and will measure (unfinished).
+///
+/// # Errors
+/// The I/O error.
+pub fn write_run_file(
+    dir: &Path,
+    history: &History,
+    meta: &RunMeta,
+    findings: &Findings<'_>,
+) -> io::Result<()> {
+    run_file(history, meta, findings).write(&dir.join("run.json"))
 }
 
-fn classes_json(counts: &[u64; ErrorClass::COUNT]) -> Value {
-    let m: serde_json::Map<String, Value> = ErrorClass::ALL
-        .iter()
-        .zip(counts)
-        .filter(|(_, n)| **n > 0)
-        .map(|(c, n)| (c.name().to_string(), json!(n)))
-        .collect();
-    Value::Object(m)
-}
-
-fn op_json(s: &OpStats, measured_s: f64) -> Value {
-    json!({
-        "count": s.count(),
-        "ok": s.ok,
-        "errors": s.errors(),
-        "ops_per_s": (s.count() as f64 / measured_s * 10.0).round() / 10.0,
-        "failed": classes_json(&s.failed),
-        "unknown": classes_json(&s.unknown),
-        "attempt_errors": classes_json(&s.attempt_errors),
-        "moved_followed": s.moved,
-        "ask_followed": s.ask,
-        "latency_us": latency_json(&s.latency),
-    })
-}
-
-fn run_json(history: &History, meta: &RunMeta) -> Value {
+fn run_file(history: &History, meta: &RunMeta, findings: &Findings<'_>) -> RunFile {
     let totals = history.totals();
-    let measured_s = history.elapsed.saturating_sub(history.warmup).as_secs_f64().max(1e-9);
+    let measured_s = history.elapsed.saturating_sub(history.warmup).as_secs_f64();
     let mut all = OpStats::default();
-    let mut ops = serde_json::Map::new();
+    let mut ops = BTreeMap::new();
     for (name, s) in history.op_names.iter().zip(&totals) {
-        ops.insert(name.clone(), op_json(s, measured_s));
+        ops.insert(name.clone(), OpSummary::of(s, measured_s));
         all.merge(s);
     }
     // Errors the application saw, by the shard (initial primary) of the slot they addressed.
@@ -146,37 +114,43 @@ fn run_json(history: &History, meta: &RunMeta) -> Value {
             .map_or_else(|| format!("slot {slot}"), |s| s.name.clone())
     };
     let warmup_us = history.warmup.as_micros() as u64;
-    let mut by_shard: BTreeMap<String, [u64; ErrorClass::COUNT]> = BTreeMap::new();
+    let mut errors_by_shard: BTreeMap<String, ErrorCounts> = BTreeMap::new();
     for e in history.errors.iter().filter(|e| e.last && e.at_us >= warmup_us) {
-        by_shard.entry(shard_of(e.slot)).or_insert([0; ErrorClass::COUNT])[e.class.index()] += 1;
+        errors_by_shard.entry(shard_of(e.slot)).or_default()[e.class] += 1;
     }
-    let by_shard: serde_json::Map<String, Value> =
-        by_shard.iter().map(|(k, v)| (k.clone(), classes_json(v))).collect();
-    json!({
-        "slotstorm_version": env!("CARGO_PKG_VERSION"),
-        "redis_version": meta.redis_version,
-        "workload": meta.workload,
-        "workload_path": meta.workload_path,
-        "started_at": humantime::format_rfc3339_millis(history.started_at).to_string(),
-        "elapsed_s": history.elapsed.as_secs_f64(),
-        "warmup_s": history.warmup.as_secs_f64(),
-        "interval_s": history.interval.as_secs_f64(),
-        "interrupted": meta.interrupted,
-        "cluster": meta.cluster,
-        "shards": meta.shards.iter().map(|s| json!({"name": s.name, "slots": s.ranges})).collect::<Vec<_>>(),
-        "totals": op_json(&all, measured_s),
-        "ops": ops,
-        "errors_by_shard": by_shard,
-        "latency_unit": "us, from each op's intended start",
-        "workload_toml": meta.workload_toml,
-    })
-}
-
-fn write_json(path: &Path, v: &Value) -> io::Result<()> {
-    let mut f = BufWriter::new(File::create(path)?);
-    serde_json::to_writer_pretty(&mut f, v)?;
-    f.write_all(b"\n")?;
-    f.flush()
+    RunFile {
+        format: model::FORMAT,
+        slotstorm_version: env!("CARGO_PKG_VERSION").into(),
+        redis_version: meta.redis_version.clone(),
+        workload: meta.workload.clone(),
+        workload_path: meta.workload_path.clone(),
+        started_at: humantime::format_rfc3339_millis(history.started_at).to_string(),
+        elapsed_s: history.elapsed.as_secs_f64(),
+        warmup_s: history.warmup.as_secs_f64(),
+        interval_s: history.interval.as_secs_f64(),
+        interrupted: meta.interrupted.clone(),
+        finished: meta.finished,
+        cluster: meta.cluster.clone(),
+        shards: meta
+            .shards
+            .iter()
+            .map(|s| ShardSlots {
+                name: s.name.clone(),
+                slots: s.ranges.iter().map(|&(a, b)| [a, b]).collect(),
+            })
+            .collect(),
+        totals: OpSummary::of(&all, measured_s),
+        ops,
+        errors_by_shard,
+        latency_unit: "us, from each op's intended start".into(),
+        schedule: findings.schedule.clone(),
+        faults: findings.faults.to_vec(),
+        operations: findings.operations.to_vec(),
+        lost_writes: findings.lost_writes.to_vec(),
+        over_admissions: findings.over_admissions.to_vec(),
+        slo_verdicts: findings.verdicts.to_vec(),
+        workload_toml: meta.workload_toml.clone(),
+    }
 }
 
 /// An HdrHistogram interval log in the Java format: one compressed V2 histogram per interval
@@ -190,7 +164,7 @@ fn write_hlog(path: &Path, history: &History) -> io::Result<()> {
     writeln!(f, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
     let mut serializer = V2DeflateSerializer::new();
     let mut writer = IntervalLogWriterBuilder::new().begin_log_with(&mut f, &mut serializer)?;
-    for interval in &history.intervals {
+    for interval in history.intervals.iter() {
         let at = history.interval * interval.index;
         for (name, s) in history.op_names.iter().zip(&interval.ops) {
             if s.latency.is_empty() {
@@ -212,7 +186,7 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
         write!(f, ",{}", c.name())?;
     }
     writeln!(f, ",moved_followed,ask_followed,p50_us,p99_us,max_us,send_lag_p99_us,send_lag_max_us,queued")?;
-    for interval in &history.intervals {
+    for interval in history.intervals.iter() {
         let start_s = (history.interval * interval.index).as_secs_f64();
         let warmup = history.in_warmup(interval.index);
         for (name, s) in history.op_names.iter().zip(&interval.ops) {
@@ -224,8 +198,9 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
                 s.ok,
                 s.errors()
             )?;
-            for n in s.errors_by_class() {
-                write!(f, ",{n}")?;
+            let errors = s.errors_by_class();
+            for c in ErrorClass::ALL {
+                write!(f, ",{}", errors[c])?;
             }
             let (p50, p99) = (s.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.99));
             write!(f, ",{},{},{p50},{p99},{}", s.moved, s.ask, s.latency.max())?;
@@ -239,39 +214,23 @@ fn write_timeline(path: &Path, history: &History) -> io::Result<()> {
 
 /// One row per interval and shard (the primaries' slots at the start; `unowned` for slots no
 /// shard held), by each op's [`slot`](crate::history::OpEvent::slot): ops, their errors, the MOVED and ASK
-/// redirections followed for them, and every attempt's errors by class, so redirections
-/// during a reshard or CLUSTERDOWN during a failover show where they struck.
+/// redirections followed for them (counted as the run went, [`crate::history::Interval::shards`]),
+/// and every attempt's errors by class, so redirections during a reshard or CLUSTERDOWN during
+/// a failover show where they struck.
 fn write_shards(path: &Path, history: &History, shards: &[Shard]) -> io::Result<()> {
-    let mut shard_of = vec![shards.len(); 16384];
-    for (i, s) in shards.iter().enumerate() {
-        for &(a, b) in &s.ranges {
-            for slot in a..=b.min(16383) {
-                shard_of[usize::from(slot)] = i;
-            }
-        }
-    }
-    let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).chain(std::iter::once("unowned")).collect();
+    let recording =
+        Recording::new(Vec::new(), &[], &shards.iter().map(|s| s.ranges.clone()).collect::<Vec<_>>());
+    let names: Vec<&str> = shards
+        .iter()
+        .take(recording.shards())
+        .map(|s| s.name.as_str())
+        .chain(std::iter::once("unowned"))
+        .collect();
     let len = history.interval.as_micros().max(1) as u64;
-    // (interval, shard) → ops, failed ops, MOVED and ASK followed, attempt errors by class.
-    #[derive(Default)]
-    struct Row {
-        ops: u64,
-        errors: u64,
-        moved: u64,
-        ask: u64,
-        attempts: [u64; ErrorClass::COUNT],
-    }
-    let mut rows: BTreeMap<(u64, usize), Row> = BTreeMap::new();
-    for o in &history.ops {
-        let row = rows.entry((o.start_us / len, shard_of[usize::from(o.slot)])).or_default();
-        row.ops += 1;
-        row.errors += u64::from(o.outcome.error().is_some());
-        row.moved += u64::from(o.moved);
-        row.ask += u64::from(o.ask);
-    }
+    // (interval, shard) → attempt errors by class.
+    let mut attempts: BTreeMap<(u64, usize), ErrorCounts> = BTreeMap::new();
     for e in &history.errors {
-        rows.entry((e.at_us / len, shard_of[usize::from(e.slot)])).or_default().attempts[e.class.index()] +=
-            1;
+        attempts.entry((e.at_us / len, recording.shard(e.slot))).or_default()[e.class] += 1;
     }
     let mut f = BufWriter::new(File::create(path)?);
     write!(f, "interval,start_s,shard,ops,errors,moved_followed,ask_followed")?;
@@ -279,17 +238,21 @@ fn write_shards(path: &Path, history: &History, shards: &[Shard]) -> io::Result<
         write!(f, ",attempt_{}", c.name())?;
     }
     writeln!(f)?;
-    for ((interval, shard), row) in rows {
-        let start_s = (interval * len) as f64 / 1e6;
-        write!(
-            f,
-            "{interval},{start_s:.3},{},{},{},{},{}",
-            names[shard], row.ops, row.errors, row.moved, row.ask
-        )?;
-        for n in row.attempts {
-            write!(f, ",{n}")?;
+    for interval in history.intervals.iter() {
+        let index = u64::from(interval.index);
+        for (shard, name) in names.iter().enumerate() {
+            let row = interval.shards.get(shard).copied().unwrap_or_default();
+            let errors = attempts.remove(&(index, shard)).unwrap_or_default();
+            if row.ops == 0 && errors.total() == 0 {
+                continue;
+            }
+            let start_s = (index * len) as f64 / 1e6;
+            write!(f, "{index},{start_s:.3},{name},{},{},{},{}", row.ops, row.errors, row.moved, row.ask)?;
+            for c in ErrorClass::ALL {
+                write!(f, ",{}", errors[c])?;
+            }
+            writeln!(f)?;
         }
-        writeln!(f)?;
     }
     f.flush()
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use super::model::{ClusterInfo, RunFile};
 
 use crate::check::failover::FaultReport;
 use crate::check::operations::OperationReport;
@@ -20,29 +20,31 @@ fn secs(us: Option<u64>, from: u64) -> String {
     us.map_or_else(|| "—".to_string(), |u| format!("+{:.2}s", u.saturating_sub(from) as f64 / 1e6))
 }
 
-fn ms(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "—".into(), |us| format!("{:.3}", us / 1000.0))
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
 }
 
 /// Rows of the per-op table: name, count, errors, ops/s, p50, p99, p99.9, max (ms).
-fn op_rows(run: &Value) -> Vec<[String; 8]> {
-    let mut rows = Vec::new();
-    if let Some(ops) = run["ops"].as_object() {
-        for (name, o) in ops.iter().chain(std::iter::once((&"all".to_string(), &run["totals"]))) {
-            let l = &o["latency_us"];
-            rows.push([
-                name.clone(),
-                o["count"].to_string(),
-                o["errors"].to_string(),
-                o["ops_per_s"].to_string(),
-                ms(&l["p50"]),
-                ms(&l["p99"]),
-                ms(&l["p99_9"]),
-                ms(&l["max"]),
-            ]);
-        }
-    }
-    rows
+fn op_rows(run: &RunFile) -> Vec<[String; 8]> {
+    let all = std::iter::once(("all", &run.totals));
+    run.ops
+        .iter()
+        .map(|(name, o)| (name.as_str(), o))
+        .chain(all)
+        .map(|(name, o)| {
+            let l = &o.latency_us;
+            [
+                name.to_string(),
+                o.count.to_string(),
+                o.errors.to_string(),
+                o.ops_per_s.to_string(),
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.p99_9),
+                ms(l.max),
+            ]
+        })
+        .collect()
 }
 
 /// Rows of the fault table.
@@ -78,6 +80,16 @@ fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 10]> {
         .collect()
 }
 
+/// What the engine's rules predicted for each fault that has a prediction, numbered as the
+/// fault table's rows (from 1).
+fn predictions(faults: &[FaultReport]) -> Vec<(usize, String)> {
+    faults
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i + 1, super::predicted_line(f.predicted.as_ref()?))))
+        .collect()
+}
+
 const FAULT_HEAD: [&str; 10] = [
     "fault",
     "t0",
@@ -107,7 +119,7 @@ fn operation_rows(ops: &[OperationReport]) -> Vec<[String; 9]> {
     let ms = |us: Option<u64>| us.map_or_else(|| "—".into(), |u| format!("{:.1}", u as f64 / 1000.0));
     ops.iter()
         .map(|o| {
-            let class = |c: crate::history::ErrorClass| o.attempt_errors[c.index()];
+            let class = |c: crate::history::ErrorClass| o.attempt_errors[c];
             [
                 format!("[{}] {} {}", o.index, o.action, o.detail),
                 format!("{:.2}s", o.started_us as f64 / 1e6),
@@ -148,6 +160,8 @@ fn timeline(history: &History) -> Vec<(f64, String)> {
                     format!("healed {action} on {}", targets.join(","))
                 }
                 EventKind::FaultError { fault, error } => format!("fault[{fault}] error: {error}"),
+                EventKind::DriverError { worker, error } => format!("driver worker {worker} {error}"),
+                EventKind::OperationError { index, error } => format!("operation[{index}] {error}"),
                 EventKind::OperationStarted { index, action, detail } => {
                     format!("operation[{index}] {action} started: {detail}")
                 }
@@ -208,33 +222,26 @@ pub(crate) fn md_table<const N: usize>(out: &mut String, head: [&str; N], rows: 
 }
 
 /// SLO verdict rows from `run.json`'s `slo_verdicts` (as the run decided them).
-fn verdict_rows(run: &Value) -> Vec<[String; 5]> {
-    run["slo_verdicts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            let s = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_string);
-            [s("name"), s("limit"), s("observed"), s("outcome"), s("slo")]
-        })
+fn verdict_rows(run: &RunFile) -> Vec<[String; 5]> {
+    run.slo_verdicts
+        .iter()
+        .map(|v| [v.name.clone(), v.limit.clone(), v.observed.clone(), v.outcome.to_string(), v.slo.clone()])
         .collect()
 }
 
-fn lost_lines(run: &Value) -> Vec<String> {
-    run["lost_writes"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn lost_lines(run: &RunFile) -> Vec<String> {
+    run.lost_writes
+        .iter()
         .map(|l| {
             format!(
                 "{}: {} of {} acknowledged adds lost; {} unknown ({} present); {} failed ({} present anyway)",
-                l["op"].as_str().unwrap_or("?"),
-                l["acknowledged_lost"].as_array().map_or(0, Vec::len),
-                l["acknowledged"],
-                l["unknown"],
-                l["unknown_present"],
-                l["failed"],
-                l["failed_present"].as_array().map_or(0, Vec::len),
+                l.op,
+                l.lost(),
+                l.acknowledged,
+                l.unknown,
+                l.unknown_present,
+                l.failed,
+                l.failed_present.len(),
             )
         })
         .collect()
@@ -247,24 +254,26 @@ fn lost_lines(run: &Value) -> Vec<String> {
 /// The I/O error.
 pub fn write_reports(
     dir: &Path,
-    run: &Value,
+    run: &RunFile,
     history: &History,
     faults: &[FaultReport],
     operations: &[OperationReport],
     plots: &[PathBuf],
 ) -> std::io::Result<()> {
-    let title = format!("slotstorm: {}", run["workload"].as_str().unwrap_or("run"));
-    let cluster = &run["cluster"];
+    let title = format!("slotstorm: {}", run.workload);
+    let cluster = match &run.cluster {
+        ClusterInfo::Embedded { masters, replicas, node_timeout_ms, .. } => {
+            format!("embedded {masters}×{replicas} node timeout {node_timeout_ms} ms")
+        }
+        ClusterInfo::External { seeds } => format!("external ({})", seeds.join(", ")),
+    };
     let about = format!(
-        "started {} · {:.1}s (warm-up {:.1}s) · cluster {} {}×{} node timeout {} ms{}",
-        run["started_at"].as_str().unwrap_or("?"),
-        run["elapsed_s"].as_f64().unwrap_or(0.0),
-        run["warmup_s"].as_f64().unwrap_or(0.0),
-        cluster["kind"].as_str().unwrap_or("?"),
-        cluster["masters"],
-        cluster["replicas"],
-        cluster["node_timeout_ms"],
-        run["interrupted"].as_str().map_or(String::new(), |s| format!(" · {s}")),
+        "started {} · {:.1}s (warm-up {:.1}s) · cluster {cluster} · {}{}",
+        run.started_at,
+        run.elapsed_s,
+        run.warmup_s,
+        run.redis_version,
+        run.interrupted.as_deref().map_or(String::new(), |s| format!(" · {s}")),
     );
     let ops = op_rows(run);
     let fault_rows = fault_rows(faults);
@@ -272,12 +281,9 @@ pub fn write_reports(
     let verdicts = verdict_rows(run);
     let lost = lost_lines(run);
     let events = timeline(history);
-    let chaos_errors = crate::check::chaos_errors(&history.events);
-    // Folders written before the schedule block have none: their schedule is unknown.
-    let schedule: Option<crate::check::schedule::ScheduleReport> =
-        serde_json::from_value(run["schedule"].clone()).ok();
-    let schedule_warning = schedule.as_ref().and_then(|s| s.warning.clone());
-    let schedule_line = schedule.as_ref().map(super::schedule_line);
+    let run_errors = crate::check::run_errors(&history.events);
+    let schedule_warning = run.schedule.warning.clone();
+    let schedule_line = Some(super::schedule_line(&run.schedule));
 
     let mut h = String::new();
     let _ = write!(
@@ -291,9 +297,9 @@ pub fn write_reports(
         esc(&title),
         esc(&about)
     );
-    if !chaos_errors.is_empty() {
-        h.push_str("<h2 class=\"fail\">Chaos errors: this run did not test what it was asked to</h2><ul>");
-        for l in &chaos_errors {
+    if !run_errors.is_empty() {
+        h.push_str("<h2 class=\"fail\">Run errors: this run did not test what it was asked to</h2><ul>");
+        for l in &run_errors {
             let _ = write!(h, "<li>{}</li>", esc(l));
         }
         h.push_str("</ul>");
@@ -313,6 +319,9 @@ pub fn write_reports(
     if !fault_rows.is_empty() {
         h.push_str("<h2>Faults</h2>");
         html_table(&mut h, FAULT_HEAD, &fault_rows);
+        for (i, line) in predictions(faults) {
+            h.push_str(&format!("<p>fault {i}, predicted: {}</p>", esc(&line)));
+        }
     }
     if !operation_rows.is_empty() {
         h.push_str("<h2>Operations</h2>");
@@ -347,9 +356,9 @@ pub fn write_reports(
 
     let mut m = String::new();
     let _ = writeln!(m, "# {title}\n\n{about}\n");
-    if !chaos_errors.is_empty() {
-        m.push_str("## Chaos errors: this run did not test what it was asked to\n\n");
-        for l in &chaos_errors {
+    if !run_errors.is_empty() {
+        m.push_str("## Run errors: this run did not test what it was asked to\n\n");
+        for l in &run_errors {
             let _ = writeln!(m, "- {l}");
         }
         m.push('\n');
@@ -369,6 +378,9 @@ pub fn write_reports(
     if !fault_rows.is_empty() {
         m.push_str("## Faults\n\n");
         md_table(&mut m, FAULT_HEAD, &fault_rows);
+        for (i, line) in predictions(faults) {
+            m.push_str(&format!("\nFault {i}, predicted: {line}\n"));
+        }
     }
     if !operation_rows.is_empty() {
         m.push_str("## Operations\n\n");

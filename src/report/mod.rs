@@ -7,16 +7,18 @@ mod files;
 pub(crate) mod html;
 mod junit;
 mod markdown;
+pub mod model;
 mod plots;
 mod summary;
 
-pub use files::{Findings, RunMeta, Shard, write_results};
+pub use files::{Findings, RunMeta, Shard, write_results, write_run_file};
 pub use html::write_reports;
 pub use junit::{junit_xml, write_junit};
 pub use markdown::verdicts_markdown;
 pub use plots::{BoxStats, Panel, PlotError, write_distributions, write_plots};
 pub use summary::{
-    fault_lines, lost_write_lines, operation_lines, over_admission_lines, schedule_line, summary_table,
+    fault_lines, lost_write_lines, operation_lines, over_admission_lines, predicted_line, schedule_line,
+    summary_table,
 };
 
 use std::io;
@@ -82,42 +84,122 @@ pub enum ReportError {
         /// The error.
         source: io::Error,
     },
-    /// `run.json` is not what slotstorm writes.
-    #[error("{path}: not a slotstorm run.json: {reason}")]
-    RunJson {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// `run.json` could not be read, or is not a format this slotstorm reads.
+    #[error(transparent)]
+    RunFile(#[from] model::RunFileError),
     /// A plot failed.
     #[error(transparent)]
     Plot(#[from] PlotError),
 }
 
+/// What [`build_reports`] wrote.
+pub struct Built {
+    /// The files written.
+    pub written: Vec<PathBuf>,
+    /// For a run that did not finish: what was rebuilt, and from how much of its history;
+    /// for one whose history ends early (damaged, cut short): that.
+    pub unfinished: Option<String>,
+}
+
 /// Build the plots, `report.html` and `summary.md` of the results folder `dir` from its
-/// `run.json` and `history.json.gz` alone: the end of every run, and `slotstorm report`.
-/// Returns the files written.
+/// `run.json` and the saved history alone: the end of every run, and `slotstorm report`.
+/// A run that did not finish (killed, crashed) left a `run.json` written at its start: its
+/// measured parts and data files are first filled from the history, up to where that stops.
 ///
 /// # Errors
 /// [`ReportError`] naming the file concerned.
-pub fn build_reports(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+pub fn build_reports(dir: &Path) -> Result<Built, ReportError> {
     let run_path = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_path)
-        .map_err(|source| ReportError::Io { path: run_path.clone(), source })?;
-    let run: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ReportError::RunJson { path: run_path.clone(), reason: e.to_string() })?;
-    let history_path = dir.join(crate::history::store::FILE);
-    let history = crate::history::store::load(&history_path)
-        .map_err(|source| ReportError::Io { path: history_path, source })?;
+    let mut run = model::RunFile::read(&run_path)?;
+    let history_path = crate::history::store::path_in(dir);
+    let loaded =
+        crate::history::store::load(dir).map_err(|source| ReportError::Io { path: history_path, source })?;
+    let history = loaded.history;
+    let mut unfinished = None;
+    if run.finished
+        && let Some(why) = &loaded.ends_early
+    {
+        unfinished = Some(format!("{why}: the plots and tables cover what it holds"));
+    }
+    if !run.finished {
+        let why = loaded.ends_early.unwrap_or_else(|| "its history is whole".into());
+        let written = fill_unfinished(dir, &run, &history, &why)
+            .map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
+        unfinished = Some(format!(
+            "this run did not finish: its tables and plots come from the history it wrote ({why}); \
+             lost writes and SLOs were not judged"
+        ));
+        run = written;
+    }
     // Phases are measurements, not verdicts: the same pure check the run used, on the same
     // history, gives the same numbers.
-    let faults = crate::check::failover::fault_reports(&history, &Default::default());
+    let mut faults = crate::check::failover::fault_reports(&history, &Default::default());
+    crate::check::failover::predict_all(&run.cluster, &mut faults);
     let operations = crate::check::operations::operation_reports(&history);
     let mut written = write_plots(dir, &history, &faults)?;
     write_reports(dir, &run, &history, &faults, &operations, &written)
         .map_err(|source| ReportError::Io { path: dir.join("report.html"), source })?;
     written.push(dir.join("report.html"));
     written.push(dir.join("summary.md"));
-    Ok(written)
+    Ok(Built { written, unfinished })
+}
+
+/// Measure an unfinished run's history as the run would have (every check that reads the
+/// history alone), and write its data files and `run.json`, still marked unfinished.
+fn fill_unfinished(
+    dir: &Path,
+    run: &model::RunFile,
+    history: &crate::history::History,
+    why: &str,
+) -> io::Result<model::RunFile> {
+    use crate::check;
+    let s = &run.schedule;
+    let pacing = match s.rate {
+        Some(rate) if s.pacing == "open" => crate::spec::Pacing::Open { rate },
+        _ => crate::spec::Pacing::Closed,
+    };
+    let in_flight = crate::spec::InFlight { limit: s.in_flight_limit, source: s.limit_source };
+    let schedule = check::schedule::schedule_report(history, pacing, in_flight);
+    // The limiter ops were named, with their limits, when the run began.
+    let over_admissions: Vec<_> = run
+        .over_admissions
+        .iter()
+        .filter_map(|o| {
+            let kind = history.op_names.iter().position(|n| *n == o.op)?;
+            let kind = crate::history::OpKind(u16::try_from(kind).ok()?);
+            let window = std::time::Duration::from_secs_f64(o.window_s);
+            Some(check::rate_limit::check(&history.ops, kind, &o.op, o.limit, window))
+        })
+        .collect();
+    let mut faults = check::failover::fault_reports(history, &Default::default());
+    check::failover::predict_all(&run.cluster, &mut faults);
+    let operations = check::operations::operation_reports(history);
+    let meta = RunMeta {
+        workload: run.workload.clone(),
+        workload_path: run.workload_path.clone(),
+        workload_toml: run.workload_toml.clone(),
+        redis_version: run.redis_version.clone(),
+        cluster: run.cluster.clone(),
+        shards: run
+            .shards
+            .iter()
+            .map(|s| Shard { name: s.name.clone(), ranges: s.slots.iter().map(|&[a, b]| (a, b)).collect() })
+            .collect(),
+        interrupted: Some(format!(
+            "did not finish: slotstorm stopped before writing its results; measured up to the end of its history ({why})"
+        )),
+        finished: false,
+    };
+    let findings = Findings {
+        schedule: &schedule,
+        faults: &faults,
+        operations: &operations,
+        lost_writes: &[],
+        over_admissions: &over_admissions,
+        verdicts: &[],
+    };
+    // The observer's samples were to be written at the end: none are left.
+    write_results(dir, history, &meta, &findings, &[])?;
+    model::RunFile::read(&dir.join("run.json"))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }

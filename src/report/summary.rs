@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::check::failover::{FaultReport, Impact};
 use crate::check::lost_writes::LostWrites;
 use crate::check::rate_limit::OverAdmission;
-use crate::history::{ErrorClass, History, OpStats};
+use crate::history::{ErrorCounts, History, OpStats};
 
 /// Per op: count, ok, errors, rate and latency percentiles (warm-up excluded), then the
 /// errors by class.
@@ -26,13 +26,9 @@ pub fn summary_table(history: &History) -> String {
     if totals.len() > 1 {
         row(&mut out, "all", &all, measured);
     }
-    let classes: Vec<String> = ErrorClass::ALL
-        .iter()
-        .zip(all.errors_by_class())
-        .filter(|(_, n)| *n > 0)
-        .map(|(c, n)| format!("{n} {}", c.name()))
-        .collect();
-    let hidden: u64 = all.attempt_errors.iter().sum::<u64>().saturating_sub(all.errors());
+    let classes: Vec<String> =
+        all.errors_by_class().nonzero().map(|(c, n)| format!("{n} {}", c.name())).collect();
+    let hidden: u64 = all.attempt_errors.total().saturating_sub(all.errors());
     if !classes.is_empty() {
         let _ = writeln!(out, "errors: {}", classes.join(", "));
     }
@@ -64,9 +60,24 @@ fn row(out: &mut String, name: &str, s: &OpStats, measured_s: f64) {
     );
 }
 
+/// A prediction in one line: the ranges, then where the measurement left them.
+pub fn predicted_line(p: &crate::check::predict::Predicted) -> String {
+    let range = |[lo, hi]: [f64; 2]| format!("{lo:.2}–{hi:.2}s");
+    let mut line = match p.detected_s {
+        Some(d) => format!("detected {} after t0, elected {} after that", range(d), range(p.election_s)),
+        None => format!("handed over {} after t0", range(p.election_s)),
+    };
+    line.push_str(&format!(" ({})", p.rule));
+    if let Some(note) = &p.note {
+        line.push_str(&format!("; {note}"));
+    }
+    line
+}
+
 /// One line per fault, e.g. `kill redis-1 at 20.0s: detected +1.12s, elected +2.03s,
 /// converged +2.11s, client learned +2.06s, client recovered +2.35s; error window 2.31s (4180 errors: 3012
-/// refused, 1168 clusterdown)`, then what the other slots saw.
+/// refused, 1168 clusterdown)`, then what the other slots saw, then what the engine's rules
+/// predicted when known.
 pub fn fault_lines(faults: &[FaultReport]) -> String {
     let mut out = String::new();
     for f in faults {
@@ -108,6 +119,9 @@ pub fn fault_lines(faults: &[FaultReport]) -> String {
             impact("victim slots", &f.victim_slots)
         );
         let _ = writeln!(out, "    other slots: {}", impact("", &f.other_slots).trim_start());
+        if let Some(p) = &f.predicted {
+            let _ = writeln!(out, "    predicted: {}", predicted_line(p));
+        }
     }
     out
 }
@@ -144,7 +158,7 @@ pub fn operation_lines(ops: &[crate::check::operations::OperationReport]) -> Str
             o.detail
         );
         let ms = |us: Option<u64>| us.map_or_else(|| "—".into(), |u| format!("{:.1} ms", u as f64 / 1000.0));
-        let class = |c: crate::history::ErrorClass| o.attempt_errors[c.index()];
+        let class = |c: crate::history::ErrorClass| o.attempt_errors[c];
         let errors = if o.error_windows.is_empty() {
             "no errors".to_string()
         } else {
@@ -169,11 +183,9 @@ fn impact(label: &str, i: &Impact) -> String {
         "no errors".to_string()
     } else {
         let mut all =
-            crate::check::windows::Window { start_us: 0, end_us: 0, ops: 0, errors: [0; ErrorClass::COUNT] };
+            crate::check::windows::Window { start_us: 0, end_us: 0, ops: 0, errors: ErrorCounts::default() };
         for w in &i.error_windows {
-            for (a, b) in all.errors.iter_mut().zip(w.errors) {
-                *a += b;
-            }
+            all.errors.add(&w.errors);
         }
         format!("error window {:.2}s ({})", i.error_span_us() as f64 / 1e6, all.describe_errors())
     };
@@ -192,8 +204,8 @@ pub fn lost_write_lines(checks: &[LostWrites], faults: &[FaultReport]) -> String
         let during: Vec<String> = c
             .lost_by_fault
             .iter()
-            .map(|(i, n)| {
-                let f = &faults[*i];
+            .map(|&crate::check::lost_writes::FaultLoss { fault, lost: n }| {
+                let f = &faults[fault];
                 format!("{n} during {} {} at {:.1}s", f.action, f.targets.join(","), f.t0_us as f64 / 1e6)
             })
             .collect();

@@ -35,6 +35,8 @@
 //! to = "random-primary"         # reshard: required, a primary other than `from`
 //! slots = 1000                  # reshard: exactly one of slots = N (1..=16384),
 //!                               #   range = [first, last] (0..=16383) or key = "{user:42}"
+//! method = "keys"              # reshard: "keys" (default, key by key, every engine) or "atomic"
+//!                               #   (Valkey 9's CLUSTER MIGRATESLOTS; the cluster's engine must be valkey)
 //! keys_per_batch = 100          # reshard, rebalance, remove-node with drain: (100) keys per MIGRATE
 //! pipeline = 10                 # the same: (10) slots migrated at once
 //! timeout = "5s"                # the same: ("5s") the limit on one MIGRATE
@@ -43,7 +45,8 @@
 //! | action | injects | heals after `duration` |
 //! |---|---|---|
 //! | `kill` | SIGKILL (`docker kill`): no shutdown, no last save | the node is started again |
-//! | `stop` | a graceful stop (SIGTERM, `docker stop`) | the node is started again |
+//! | `stop` | a graceful stop (SIGTERM, `docker stop`); with Valkey's `shutdown-on-sigterm = "failover"` a primary hands its slots to a replica first | the node is started again |
+//! | `shutdown-failover` | Valkey only: `SHUTDOWN FAILOVER`, a primary hands its slots to a replica, then exits | the node is started again |
 //! | `restart` | stop and start at once (`docker restart`); has no `duration` | — |
 //! | `pause` | the cgroup freezer (`docker pause`) | unpaused |
 //! | `sigstop` | SIGSTOP to `redis-server` | SIGCONT |
@@ -104,8 +107,8 @@ mod raw;
 mod resolve;
 
 pub use operation::{
-    FailoverMode, Migration, NewNodeRole, NodeRef, Operation, OperationSpec, ScheduledOperation,
-    SlotSelection,
+    FailoverMode, Migration, MigrationMethod, NewNodeRole, NodeRef, Operation, OperationSpec,
+    ScheduledOperation, SlotSelection,
 };
 
 use std::path::{Path, PathBuf};
@@ -186,6 +189,9 @@ pub enum Action {
     Kill,
     /// A graceful stop; the node is started again at the heal.
     Stop,
+    /// `SHUTDOWN FAILOVER` (Valkey): a primary hands its slots to its replica, then exits;
+    /// started again at the heal.
+    ShutdownFailover,
     /// A stop and a start at once; nothing to heal.
     Restart,
     /// Frozen by the cgroup freezer; unfrozen at the heal.
@@ -218,17 +224,24 @@ pub enum Action {
 impl Action {
     /// The action's name as the file writes it (`"kill"`, `"loss"`, …).
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Its kind, whose name table the file is read by.
+    fn kind(&self) -> raw::ActionKind {
+        use raw::ActionKind as K;
         match self {
-            Action::Kill => "kill",
-            Action::Stop => "stop",
-            Action::Restart => "restart",
-            Action::Pause => "pause",
-            Action::Sigstop => "sigstop",
-            Action::Isolate => "isolate",
-            Action::Partition => "partition",
-            Action::Loss { .. } => "loss",
-            Action::Bandwidth { .. } => "bandwidth",
-            Action::Delay { .. } => "delay",
+            Action::Kill => K::Kill,
+            Action::Stop => K::Stop,
+            Action::ShutdownFailover => K::ShutdownFailover,
+            Action::Restart => K::Restart,
+            Action::Pause => K::Pause,
+            Action::Sigstop => K::Sigstop,
+            Action::Isolate => K::Isolate,
+            Action::Partition => K::Partition,
+            Action::Loss { .. } => K::Loss,
+            Action::Bandwidth { .. } => K::Bandwidth,
+            Action::Delay { .. } => K::Delay,
         }
     }
 
@@ -337,7 +350,44 @@ impl Scheduled {
     }
 }
 
+/// What in a chaos file only Valkey runs ([`ChaosPlan::needs_valkey`]).
+pub struct ValkeyOnly<'a> {
+    /// Where it stands.
+    pub place: &'a Place,
+    /// The field that asks for it (`action`, `method`).
+    pub field: &'static str,
+    /// What it is, for messages (`a shutdown-failover`).
+    pub what: &'static str,
+    /// The engine's feature it needs, and what to write instead.
+    pub needs: &'static str,
+}
+
 impl ChaosPlan {
+    /// The first fault or operation only Valkey runs (`SHUTDOWN FAILOVER`, an atomic
+    /// reshard), if any: a cluster of another engine refuses the file there.
+    pub fn needs_valkey(&self) -> Option<ValkeyOnly<'_>> {
+        let fault = self.faults.iter().find(|f| f.action == Action::ShutdownFailover).map(|f| ValkeyOnly {
+            place: &f.place,
+            field: "action",
+            what: "a shutdown-failover",
+            needs: "shutdown-failover sends SHUTDOWN FAILOVER, which only Valkey has (or use action = \"stop\")",
+        });
+        let atomic = || {
+            self.operations
+                .iter()
+                .find(|o| {
+                    matches!(&o.operation, Operation::Reshard { migration, .. } if migration.method == MigrationMethod::Atomic)
+                })
+                .map(|o| ValkeyOnly {
+                    place: &o.place,
+                    field: "method",
+                    what: "an atomic reshard",
+                    needs: "method = \"atomic\" needs Valkey 9's atomic slot migration, CLUSTER MIGRATESLOTS (or use method = \"keys\")",
+                })
+        };
+        fault.or_else(atomic)
+    }
+
     /// Every occurrence of every fault and every operation that starts before `run_length`
     /// (for a workload, `load.warmup + load.duration`: times count from the start of the
     /// run), sorted by start time. At equal times faults come before operations (so an

@@ -23,6 +23,7 @@
 //!
 //! [cluster]                    # optional; an embedded 3 x 1 cluster by default
 //! kind = "embedded"            # "embedded" (default) | "external"
+//! engine = "redis"             # embedded only: "redis" (default) | "valkey"
 //! masters = 3                  # embedded only: 1..=100 (3)
 //! replicas = 1                 # embedded only: 0..=5 (1)
 //! node_timeout = "5s"          # embedded only ("5s")
@@ -97,7 +98,6 @@ pub use self::chaos::{
 pub use self::error::{Located, SpecError};
 pub use self::resolve::MAX_IN_FLIGHT;
 pub use self::template::{ArgTemplate, CommandTemplate, Part, RenderCtx, TemplateError};
-pub use crate::driver::keys::Distribution;
 use crate::embedded::EmbeddedSpec;
 
 /// A workload file, resolved: everything the run needs, with defaults applied and every
@@ -255,7 +255,7 @@ pub struct InFlight {
 }
 
 /// Who set a run's limit on ops in flight, which says what waiting for it means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitSource {
     /// Closed loop: `load.concurrency` workers, each with one op in flight.
@@ -376,6 +376,20 @@ pub enum OpBody {
         /// `ARGV`.
         args: Vec<ArgTemplate>,
     },
+}
+
+/// How ids are drawn from `0..count`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Distribution {
+    /// Every id equally likely.
+    Uniform,
+    /// Few ids are hot: P(rank k) ∝ 1/k^theta (YCSB's generator), id 0 hottest.
+    Zipfian {
+        /// Skew, 0 < theta < 1; YCSB's default is 0.99.
+        theta: f64,
+    },
+    /// Each worker walks the ids in order, interleaved with the others.
+    Sequential,
 }
 
 /// Read and resolve the workload file at `path`. Relative paths inside it (`chaos`,

@@ -41,6 +41,8 @@ pub(super) struct RawWorkload {
 pub(super) struct RawCluster {
     /// `embedded` or `external`.
     pub kind: Option<Spanned<ClusterKind>>,
+    /// Embedded: the server the nodes run.
+    pub engine: Option<Spanned<crate::backend::engine::Engine>>,
     /// Embedded: primaries.
     pub masters: Option<Spanned<u64>>,
     /// Embedded: replicas per primary.

@@ -2,6 +2,9 @@
 //! relate fields are checked here (open loop needs a rate, embedded-only fields on an
 //! external cluster, one body per op), templates are compiled and script files read. Each
 //! error points at the field it concerns, or at the table when a field is missing.
+//!
+//! Length: one function per raw table, each short; the op bodies and cross-file chaos checks
+//! live in `resolve/`.
 
 mod ops;
 mod slo;
@@ -16,9 +19,11 @@ use toml::Spanned;
 use super::chaos::{ChaosPlan, NewNodeRole, NodeRef, Operation, Place, TargetSpec};
 use super::error::{Source, SpecError, line_column};
 use super::raw::{
-    ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawKeys, RawLoad, RawValueSize, RawWorkload,
+    ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawDuration, RawKeys, RawLoad, RawValueSize,
+    RawWorkload,
 };
 use super::{ClientPolicy, ClusterTarget, Distribution, Keys, Load, Pacing, ValueSize, Workload};
+use crate::backend::engine::Engine;
 use crate::embedded::EmbeddedSpec;
 
 /// `keys.count` when absent.
@@ -40,6 +45,12 @@ pub const MAX_IN_FLIGHT: usize = 16_384;
 const MAX_RATE: f64 = 10_000_000.0;
 /// The shortest histogram interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest `cluster.node_timeout`, client `timeout` and backoffs: a failover, a request
+/// or a wait longer than this is not one an application lives with, and the policy's worst
+/// op time (which sizes the open loop) stays within hours.
+const MAX_POLICY_DURATION: Duration = Duration::from_secs(600);
+/// "10m", for messages.
+const MAX_POLICY_TEXT: &str = "10m";
 
 /// Directives the node's command line sets: the ones with a field of their own, and the ones
 /// slotstorm needs as they are.
@@ -93,6 +104,29 @@ impl Resolver<'_> {
             (_, false) => format!("must be between {lo} and {hi}"),
         };
         Err(self.err(v.span(), field, message))
+    }
+
+    /// A policy duration (node timeout, client timeout, backoffs) in `lo..=10m`.
+    fn duration_in(
+        &self,
+        v: &Spanned<RawDuration>,
+        field: &str,
+        lo: Duration,
+        lo_text: &str,
+    ) -> Result<Duration, SpecError> {
+        let d = v.get_ref().0;
+        if d < lo {
+            return Err(self.err(v.span(), field, format_args!("must be at least {lo_text}")));
+        }
+        if d > MAX_POLICY_DURATION {
+            let message = format!(
+                "must be at most {MAX_POLICY_TEXT}: {} is longer than any {} an application lives with",
+                humantime::format_duration(d),
+                if field == "cluster.node_timeout" { "failure detection" } else { "request or wait" }
+            );
+            return Err(self.err(v.span(), field, message));
+        }
+        Ok(d)
     }
 
     fn workload(&self, raw: RawWorkload) -> Result<Workload, SpecError> {
@@ -152,7 +186,7 @@ impl Resolver<'_> {
                 value_size: ValueSize { min: DEFAULT_VALUE_SIZE as usize, max: DEFAULT_VALUE_SIZE as usize },
             },
         };
-        let ops = self.ops(raw.op)?;
+        let ops = self.ops(raw.op, keys.value_size.max)?;
         let slo = self.slo(raw.slo.unwrap_or_default(), &ops)?;
         Ok(Workload {
             name,
@@ -175,6 +209,7 @@ impl Resolver<'_> {
         // Fields of the other kind are errors rather than ignored: a file that sets
         // `masters` for an external cluster expects something slotstorm will not do.
         let embedded_only = [
+            ("engine", raw.engine.as_ref().map(Spanned::span)),
             ("masters", raw.masters.as_ref().map(Spanned::span)),
             ("replicas", raw.replicas.as_ref().map(Spanned::span)),
             ("node_timeout", raw.node_timeout.as_ref().map(Spanned::span)),
@@ -217,6 +252,7 @@ impl Resolver<'_> {
             return Err(self.err(span, format_args!("cluster.{field}"), message));
         }
         let mut spec = EmbeddedSpec::default();
+        spec.engine = raw.engine.map_or(spec.engine, Spanned::into_inner);
         if let Some(masters) = &raw.masters {
             spec.layout.masters = self.ranged(masters, "cluster.masters", 1, 100)? as usize;
         }
@@ -224,10 +260,8 @@ impl Resolver<'_> {
             spec.layout.replicas = self.ranged(replicas, "cluster.replicas", 0, 5)? as usize;
         }
         if let Some(timeout) = raw.node_timeout {
-            if timeout.get_ref().0 < Duration::from_millis(100) {
-                return Err(self.err(timeout.span(), "cluster.node_timeout", "must be at least 100ms"));
-            }
-            spec.node_timeout = timeout.get_ref().0;
+            spec.node_timeout =
+                self.duration_in(&timeout, "cluster.node_timeout", Duration::from_millis(100), "100ms")?;
         }
         spec.appendonly = raw.appendonly.map_or(spec.appendonly, Spanned::into_inner);
         spec.require_full_coverage =
@@ -297,6 +331,15 @@ impl Resolver<'_> {
                     };
                     (&o.place, field, named)
                 });
+                if let Some(v) = plan.needs_valkey()
+                    && spec.engine != Engine::Valkey
+                {
+                    let message = format!(
+                        "{}; this cluster runs {}: set engine = \"valkey\" in the workload's [cluster]",
+                        v.needs, spec.engine
+                    );
+                    return Err(place_err(v.place, v.field, message));
+                }
                 if let Some((place, field, Some(name))) =
                     faults.chain(operations).find(|(_, _, n)| n.is_some())
                 {
@@ -462,14 +505,7 @@ impl Resolver<'_> {
             }
         }
         if let Some(timeout) = raw.timeout {
-            if timeout.get_ref().0.is_zero() {
-                return Err(self.err(
-                    timeout.span(),
-                    "client.timeout",
-                    "must be longer than 0s, e.g. \"1s\"",
-                ));
-            }
-            policy.timeout = timeout.get_ref().0;
+            policy.timeout = self.duration_in(&timeout, "client.timeout", Duration::from_micros(1), "1us")?;
         }
         if let Some(retries) = raw.retries {
             if *retries.get_ref() > 100 {
@@ -477,14 +513,16 @@ impl Resolver<'_> {
             }
             policy.retries = retries.into_inner();
         }
-        policy.backoff = raw.backoff.map_or(policy.backoff, |b| b.get_ref().0);
+        if let Some(backoff) = raw.backoff {
+            policy.backoff = self.duration_in(&backoff, "client.backoff", Duration::ZERO, "0s")?;
+        }
         if let Some(max) = raw.backoff_max {
             if max.get_ref().0 < policy.backoff {
                 let message =
                     format!("must be at least `backoff` ({})", humantime::format_duration(policy.backoff));
                 return Err(self.err(max.span(), "client.backoff_max", message));
             }
-            policy.backoff_max = max.get_ref().0;
+            policy.backoff_max = self.duration_in(&max, "client.backoff_max", Duration::ZERO, "0s")?;
         }
         // A backoff above the default maximum, with no maximum given, raises the maximum
         // rather than being cut to it.

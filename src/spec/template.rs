@@ -203,7 +203,21 @@ impl fmt::Display for ArgTemplate {
 /// `n` in decimal, without going through `fmt`.
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
-    out.extend_from_slice(crate::driver::resp::decimal(&mut digits, n));
+    out.extend_from_slice(decimal(&mut digits, n));
+}
+
+/// `n` in decimal, written at the end of `digits`.
+pub fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[i..]
 }
 
 /// Commands whose first argument is not their key: routing them by argument 1 would send
@@ -216,6 +230,54 @@ const NOT_KEYED_BY_ARG1: [(&str, &str); 6] = [
     ("FCALL", "functions are not supported; use `script = \"file.lua\"`"),
     ("FCALL_RO", "functions are not supported; use `script = \"file.lua\"`"),
 ];
+
+/// Commands that take more than one key, and which of their arguments are keys (0-based,
+/// after the name): Redis Cluster refuses them when the keys lie in different slots
+/// (CROSSSLOT), so the workload's templates must give them one hash tag.
+pub fn key_positions(name: &str, args: usize) -> Vec<usize> {
+    const ALL: [&str; 14] = [
+        "MGET",
+        "DEL",
+        "UNLINK",
+        "EXISTS",
+        "TOUCH",
+        "WATCH",
+        "SUNION",
+        "SINTER",
+        "SDIFF",
+        "SUNIONSTORE",
+        "SINTERSTORE",
+        "SDIFFSTORE",
+        "PFCOUNT",
+        "PFMERGE",
+    ];
+    const FIRST_TWO: [&str; 10] = [
+        "RENAME",
+        "RENAMENX",
+        "RPOPLPUSH",
+        "BRPOPLPUSH",
+        "SMOVE",
+        "LMOVE",
+        "BLMOVE",
+        "COPY",
+        "GEOSEARCHSTORE",
+        "ZRANGESTORE",
+    ];
+    const ALL_BUT_LAST: [&str; 4] = ["BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX"];
+    let name = name.to_ascii_uppercase();
+    let name = name.as_str();
+    if ALL.contains(&name) {
+        (0..args).collect()
+    } else if FIRST_TWO.contains(&name) {
+        (0..args.min(2)).collect()
+    } else if ALL_BUT_LAST.contains(&name) {
+        (0..args.saturating_sub(1)).collect()
+    } else if name == "MSET" || name == "MSETNX" {
+        (0..args).step_by(2).collect()
+    } else {
+        vec![0]
+    }
+}
 
 /// One command: its name and its argument templates.
 ///

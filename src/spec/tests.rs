@@ -1,5 +1,7 @@
 //! The shipped workloads load, defaults apply, and bad files fail at the right
 //! `file:line:column: field`.
+//!
+//! Length: tables of files and the error each must give; one test per rule.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,12 +73,14 @@ fn every_shipped_workload_loads() {
             "planned-failover",
             "rate-limit",
             "reshard",
+            "reshard-atomic",
             "reshard-with-kill",
             "rolling-restart",
             "scale-in",
             "scale-out",
             "seed-users",
-            "smoke"
+            "smoke",
+            "soak-kill"
         ]
     );
 }
@@ -424,6 +428,24 @@ fn an_external_cluster_needs_seeds() {
 }
 
 #[test]
+fn the_engine_is_redis_or_valkey_and_only_for_an_embedded_cluster() {
+    let dir = scratch("valkey");
+    fs::write(dir.join("w.toml"), format!("[cluster]\nengine = \"valkey\"\n{LOAD}{OP}")).unwrap();
+    let w = load(&dir.join("w.toml")).unwrap();
+    let _ = fs::remove_dir_all(&dir);
+    let ClusterTarget::Embedded(spec) = &w.cluster else { panic!("embedded") };
+    assert_eq!(spec.engine, crate::backend::engine::Engine::Valkey);
+    let err = load_err("keydb", &format!("[cluster]\nengine = \"keydb\"\n{LOAD}{OP}"));
+    assert_prefix(&err, "w.toml:2:10: cluster.engine: ");
+    assert!(err.contains("redis") && err.contains("valkey"), "{err}");
+    let text = format!("[cluster]\nkind = \"external\"\nseeds = [\"h:1\"]\nengine = \"valkey\"\n{LOAD}{OP}");
+    assert_prefix(
+        &load_err("engine-external", &text),
+        "w.toml:4:10: cluster.engine: only for kind = \"embedded\"",
+    );
+}
+
+#[test]
 fn embedded_only_fields_are_rejected_on_external() {
     let text = format!("[cluster]\nkind = \"external\"\nseeds = [\"h:1\"]\nmasters = 3\n{LOAD}{OP}");
     assert_prefix(
@@ -706,6 +728,59 @@ fn values_that_cannot_run_or_mean_nothing_are_refused_where_they_stand() {
         ),
         ("value-zero", format!("{LOAD}[keys]\nvalue_size = 0\n{OP}"), "w.toml:4:14: keys.value_size: "),
         (
+            "node-timeout-huge",
+            format!("[cluster]\nnode_timeout = \"11m\"\n{LOAD}{OP}"),
+            "w.toml:2:16: cluster.node_timeout: must be at most 10m: 11m is longer than any failure detection",
+        ),
+        (
+            "client-timeout-huge",
+            format!("{LOAD}[client]\ntimeout = \"100000000h\"\n{OP}"),
+            "w.toml:4:11: client.timeout: 100000000h is longer than any run",
+        ),
+        (
+            "client-timeout-hours",
+            format!("{LOAD}[client]\ntimeout = \"2h\"\n{OP}"),
+            "w.toml:4:11: client.timeout: must be at most 10m",
+        ),
+        (
+            "client-timeout-zero",
+            format!("{LOAD}[client]\ntimeout = \"0s\"\n{OP}"),
+            "w.toml:4:11: client.timeout: must be at least 1us",
+        ),
+        (
+            "backoff-huge",
+            format!("{LOAD}[client]\nbackoff = \"1h\"\n{OP}"),
+            "w.toml:4:11: client.backoff: must be at most 10m",
+        ),
+        (
+            "backoff-max-huge",
+            format!("{LOAD}[client]\nbackoff_max = \"30d\"\n{OP}"),
+            "w.toml:4:15: client.backoff_max: must be at most 10m",
+        ),
+        (
+            "batch-of-values-too-big",
+            format!(
+                "{LOAD}[keys]\nvalue_size = 4194304\n[[op]]\nname = \"p\"\npipeline = [[\"SET\", \"k:$id\", \"$value\"]]\nbatch = 100\n"
+            ),
+            "w.toml:8:9: op[0].batch: 100 `$value`s of up to 4.0 MiB (keys.value_size) make 400 MiB in one op; at most 64 MiB",
+        ),
+        (
+            "command-of-values-too-big",
+            format!(
+                "{LOAD}[keys]\nvalue_size = {{ min = 1, max = 4194304 }}\n[[op]]\nname = \"m\"\ncommand = [\"RPUSH\", \"k:$id\"{}]\n",
+                ", \"$value\"".repeat(20)
+            ),
+            "w.toml:7:11: op[0].command: 20 `$value`s of up to 4.0 MiB (keys.value_size) make 80 MiB in one op",
+        ),
+        (
+            "batch-of-commands-too-many",
+            format!(
+                "{LOAD}[[op]]\nname = \"p\"\npipeline = [{}]\nbatch = 10000\n",
+                ["[\"GET\", \"k:$id\"]"; 11].join(", ")
+            ),
+            "w.toml:6:9: op[0].batch: 110000 commands in one op (11 × batch 10000); at most 100000",
+        ),
+        (
             "config-newline",
             format!("[cluster]\nconfig = {{ maxmemory = \"256mb\\nrequirepass x\" }}\n{LOAD}{OP}"),
             "w.toml:2:24: cluster.config.maxmemory: must be one line without control characters",
@@ -724,6 +799,44 @@ fn values_that_cannot_run_or_mean_nothing_are_refused_where_they_stand() {
         parse(Path::new("w.toml"), &format!("[cluster]\nconfig = {{ save = \"900 1\" }}\n{LOAD}{OP}"))
             .is_ok()
     );
+}
+
+#[test]
+fn an_atomic_reshard_needs_a_valkey_cluster_and_says_so_at_its_method() {
+    let dir = scratch("atomic");
+    let c = dir.join("c.toml").display().to_string();
+    let op = "[[operation]]\nat = \"1s\"\naction = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 100\nmethod = \"atomic\"\n";
+    fs::write(dir.join("c.toml"), op).unwrap();
+    fs::write(dir.join("w.toml"), format!("chaos = \"c.toml\"\n{LOAD}{OP}")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert_prefix(
+        &err,
+        &format!("{c}:7:10: operation[0].method: method = \"atomic\" needs Valkey 9's atomic slot migration"),
+    );
+    assert!(err.contains("this cluster runs redis"), "{err}");
+    fs::write(dir.join("w.toml"), format!("chaos = \"c.toml\"\n[cluster]\nengine = \"valkey\"\n{LOAD}{OP}"))
+        .unwrap();
+    let w = load(&dir.join("w.toml")).unwrap();
+    let ops = &w.chaos.as_ref().unwrap().operations;
+    assert!(
+        matches!(&ops[0].operation, chaos::Operation::Reshard { migration, .. } if migration.method == chaos::MigrationMethod::Atomic)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shutdown_failover_needs_a_valkey_cluster_and_says_so_at_its_action() {
+    let dir = scratch("shutdown-failover");
+    let c = dir.join("c.toml").display().to_string();
+    let fault = "[[fault]]\nat = \"1s\"\naction = \"shutdown-failover\"\ntarget = \"random-primary\"\nduration = \"1s\"\n";
+    fs::write(dir.join("c.toml"), fault).unwrap();
+    fs::write(dir.join("w.toml"), format!("chaos = \"c.toml\"\n{LOAD}{OP}")).unwrap();
+    let err = load(&dir.join("w.toml")).unwrap_err().to_string();
+    assert_prefix(&err, &format!("{c}:3:10: fault[0].action: shutdown-failover sends SHUTDOWN FAILOVER"));
+    fs::write(dir.join("w.toml"), format!("chaos = \"c.toml\"\n[cluster]\nengine = \"valkey\"\n{LOAD}{OP}"))
+        .unwrap();
+    assert!(load(&dir.join("w.toml")).is_ok());
+    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -773,5 +886,16 @@ fn a_script_whose_keys_lie_in_different_slots_is_refused_at_the_key() {
     assert!(load_text(script(r#"["{user:$id}:a", "{user:$id}:b"]"#)).is_ok());
     // Literal keys that hash to the same slot by different text are fine: {a} and a.
     assert!(load_text(script(r#"["{a}x", "a"]"#)).is_ok());
+    // Multi-key commands too, at the key at fault (MSET's values are not keys).
+    let command = |c: &str| format!("{LOAD}[[op]]\nname = \"m\"\ncommand = {c}\n");
+    let e = load_text(command(r#"["MGET", "a:$id", "b:$id"]"#)).unwrap_err().to_string();
+    assert!(e.contains("w.toml:5:29: op[0].command[2]: \"b:$id\" routes by \"b:$id\" but command[1] \"a:$id\" by \"a:$id\": Redis Cluster refuses `MGET` whose keys"), "{e}");
+    assert!(load_text(command(r#"["MSET", "{u:$id}:a", "$value", "{u:$id}:b", "$value"]"#)).is_ok());
+    let e = load_text(command(r#"["mset", "{u:$id}:a", "1", "{v:$id}:b", "2"]"#)).unwrap_err().to_string();
+    assert!(e.contains("op[0].command[3]: "), "{e}");
+    let e = load_text(command(r#"["RPOPLPUSH", "q:$id", "done"]"#)).unwrap_err().to_string();
+    assert!(e.contains("op[0].command[2]: "), "{e}");
+    assert!(load_text(command(r#"["BLPOP", "{q}a", "{q}b", "1"]"#)).is_ok());
+    assert!(load_text(command(r#"["HSET", "h:$id", "f", "x:$id"]"#)).is_ok(), "one key");
     let _ = fs::remove_dir_all(&dir);
 }

@@ -32,21 +32,53 @@ pub(super) struct Latency<'a> {
     pub timeline: &'a Timeline,
 }
 
+/// One plotted point: the middle of an interval (s) and a latency (ms).
+type Point = Option<(f64, f64)>;
+
 impl Latency<'_> {
-    /// The lines, and the legend entries that explain them.
+    /// The lines, and the legend entries that explain them. The intervals are read once,
+    /// one at a time (they are kept compressed).
     fn series(&self) -> (Vec<Series>, Vec<Entry>) {
         let h = self.history;
-        let kind = |k: usize| -> Vec<Option<&Histogram<u64>>> {
-            h.intervals.iter().map(|iv| iv.ops.get(k).map(|s| &s.latency)).collect()
-        };
+        let kinds = h.op_names.len();
+        let detailed = kinds <= DETAILED_OPS;
+        // [kind][line] and [line]: one point per interval.
+        let mut per_kind: Vec<Vec<Vec<Point>>> = vec![vec![Vec::new(); LINES.len()]; kinds];
+        let mut all: Vec<Vec<Point>> = vec![Vec::new(); LINES.len()];
+        for iv in h.intervals.iter() {
+            let (a, b) = interval_bounds(h, iv.index);
+            let point = |hist: &Histogram<u64>, q: Option<f64>| -> Point {
+                // A log axis has no zero; sub-µs latencies sit at 1 µs.
+                (!hist.is_empty()).then(|| {
+                    (
+                        (a + b) / 2.0,
+                        q.map_or(hist.max(), |q| hist.value_at_quantile(q)).max(1) as f64 / 1000.0,
+                    )
+                })
+            };
+            for (k, lines) in per_kind.iter_mut().enumerate() {
+                for ((_, q, ..), points) in LINES.iter().zip(lines.iter_mut()) {
+                    points.push(iv.ops.get(k).and_then(|s| point(&s.latency, *q)));
+                }
+            }
+            if !detailed {
+                let mut merged = new_histogram();
+                for s in &iv.ops {
+                    merged.add(&s.latency).expect("histograms share bounds");
+                }
+                for ((_, q, ..), points) in LINES.iter().zip(all.iter_mut()) {
+                    points.push(point(&merged, *q));
+                }
+            }
+        }
         let mut series = Vec::new();
         let mut legend = vec![Entry::new("op kinds", Swatch::Heading)];
-        if h.op_names.len() <= DETAILED_OPS {
-            for (k, name) in h.op_names.iter().enumerate() {
-                let (color, hists) = (op_color(k), kind(k));
+        if detailed {
+            for ((k, name), lines) in h.op_names.iter().enumerate().zip(per_kind) {
+                let color = op_color(k);
                 legend.push(Entry::new(name.clone(), Swatch::Line(color, 3, Dash::Solid)));
-                for (_, q, width, dash) in LINES {
-                    series.push(Series { color, width, dash, points: self.points(&hists, q) });
+                for ((_, _, width, dash), points) in LINES.into_iter().zip(lines) {
+                    series.push(Series { color, width, dash, points });
                 }
             }
             legend.push(Entry::new("lines", Swatch::Heading));
@@ -54,47 +86,19 @@ impl Latency<'_> {
                 legend.push(Entry::new(name, Swatch::Line(ALL_OPS, width, dash)));
             }
         } else {
-            let all: Vec<Histogram<u64>> = h
-                .intervals
-                .iter()
-                .map(|iv| {
-                    let mut m = new_histogram();
-                    for s in &iv.ops {
-                        m.add(&s.latency).expect("histograms share bounds");
-                    }
-                    m
-                })
-                .collect();
-            let all: Vec<Option<&Histogram<u64>>> = all.iter().map(Some).collect();
-            for (name, q, width, dash) in LINES {
-                let points = self.points(&all, q);
+            for ((name, _, width, dash), points) in LINES.into_iter().zip(all) {
                 series.push(Series { color: ALL_OPS, width, dash, points });
                 legend.push(Entry::new(format!("all ops {name}"), Swatch::Line(ALL_OPS, width, dash)));
             }
-            for (k, name) in h.op_names.iter().enumerate() {
+            let p99 = LINES.iter().position(|l| l.1 == Some(0.99)).expect("a p99 line");
+            for ((k, name), mut lines) in h.op_names.iter().enumerate().zip(per_kind) {
                 let color = op_color(k);
-                let points = self.points(&kind(k), Some(0.99));
+                let points = lines.swap_remove(p99);
                 series.push(Series { color, width: 2, dash: Dash::Solid, points });
                 legend.push(Entry::new(format!("{name} p99"), Swatch::Line(color, 2, Dash::Solid)));
             }
         }
         (series, legend)
-    }
-
-    /// One point per interval with ops, at its middle: quantile `q` (the max for `None`)
-    /// in ms.
-    fn points(&self, hists: &[Option<&Histogram<u64>>], q: Option<f64>) -> Vec<Option<(f64, f64)>> {
-        hists
-            .iter()
-            .zip(&self.history.intervals)
-            .map(|(hist, iv)| {
-                let hist = hist.filter(|h| !h.is_empty())?;
-                let (a, b) = interval_bounds(self.history, iv.index);
-                let us = q.map_or(hist.max(), |q| hist.value_at_quantile(q));
-                // A log axis has no zero; sub-µs latencies sit at 1 µs.
-                Some(((a + b) / 2.0, us.max(1) as f64 / 1000.0))
-            })
-            .collect()
     }
 }
 

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::check::failover::Impact;
 use crate::check::windows::Window;
-use crate::history::{ErrorClass, Event, EventKind, Interval, OpStats};
+use crate::history::{ErrorClass, ErrorCounts, Event, EventKind, Interval, OpStats};
 
 const S: u64 = 1_000_000;
 
@@ -46,17 +46,17 @@ fn crafted() -> (History, Vec<FaultReport>) {
                     s.ok = n;
                     if stall {
                         s.ok -= n / 10;
-                        s.unknown[ErrorClass::Timeout.index()] = n / 20;
-                        s.failed[ErrorClass::Reset.index()] = n / 40;
-                        s.failed[ErrorClass::Refused.index()] = n / 10 - n / 20 - n / 40;
+                        s.unknown[ErrorClass::Timeout] = n / 20;
+                        s.failed[ErrorClass::Reset] = n / 40;
+                        s.failed[ErrorClass::Refused] = n / 10 - n / 20 - n / 40;
                     }
                     if down {
-                        s.failed[ErrorClass::ClusterDown.index()] = n / 8;
+                        s.failed[ErrorClass::ClusterDown] = n / 8;
                     }
                     s
                 })
                 .collect();
-            Interval { index: i, ops }
+            Interval { index: i, ops, shards: Vec::new() }
         })
         .collect();
     let injected = |at_us, fault, action: &str, target: &str| Event {
@@ -96,7 +96,7 @@ fn crafted() -> (History, Vec<FaultReport>) {
             healed(26 * S, 1, "pause", "redis-1"),
         ],
     };
-    let window = |start_us, end_us| Window { start_us, end_us, ops: 10, errors: [0; ErrorClass::COUNT] };
+    let window = |start_us, end_us| Window { start_us, end_us, ops: 10, errors: ErrorCounts::default() };
     let kill = FaultReport {
         fault: 0,
         repeat: 0,
@@ -123,6 +123,7 @@ fn crafted() -> (History, Vec<FaultReport>) {
             disruption_windows: vec![window(10 * S, 14_820_000)],
         },
         other_slots: Impact::default(),
+        predicted: None,
     };
     let pause = FaultReport {
         fault: 1,
@@ -219,7 +220,7 @@ fn an_empty_run_plots_without_panicking_and_without_a_failover_plot() {
         warmup: Duration::ZERO,
         started_at: SystemTime::UNIX_EPOCH,
         elapsed: Duration::from_millis(300),
-        intervals: vec![Interval { index: 0, ops: vec![OpStats::default()] }],
+        intervals: vec![Interval { index: 0, ops: vec![OpStats::default()], shards: Vec::new() }].into(),
         ops: vec![],
         errors: vec![],
         events: vec![],
@@ -229,7 +230,8 @@ fn an_empty_run_plots_without_panicking_and_without_a_failover_plot() {
     assert!(paths.iter().all(|p| !p.to_string_lossy().contains("failover")));
     let svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
     assert!(svg.contains("no ops recorded"));
-    let nothing = History { op_names: vec![], intervals: vec![], elapsed: Duration::ZERO, ..history };
+    let nothing =
+        History { op_names: vec![], intervals: Default::default(), elapsed: Duration::ZERO, ..history };
     assert_eq!(write_plots(&dir.join("nothing"), &nothing, &[]).unwrap().len(), 6);
     done(dir);
 }
@@ -239,10 +241,15 @@ fn many_op_kinds_an_unhealed_restart_and_a_report_without_events_still_plot() {
     let dir = scratch("many");
     let (mut history, mut faults) = crafted();
     history.op_names = (0..6).map(|k| format!("op-{k}")).collect();
-    for iv in &mut history.intervals {
-        let first = iv.ops[0].clone();
-        iv.ops.extend(std::iter::repeat_n(first, 3));
-    }
+    history.intervals = history
+        .intervals
+        .iter()
+        .map(|mut iv| {
+            let first = iv.ops[0].clone();
+            iv.ops.extend(std::iter::repeat_n(first, 3));
+            iv
+        })
+        .collect();
     history.events.push(Event {
         at_us: 28 * S,
         kind: EventKind::FaultInjected {

@@ -52,7 +52,7 @@ impl Throughput<'_> {
             .iter()
             .map(|iv| {
                 let (a, b) = interval_bounds(self.history, iv.index);
-                ((a, b), value(iv) as f64 / (b - a))
+                ((a, b), value(&iv) as f64 / (b - a))
             })
             .collect()
     }
@@ -115,8 +115,7 @@ impl Throughput<'_> {
     fn draw_errors<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let (main, side) = area.split_horizontally(SIZE.0 - LEGEND_WIDTH);
         let h = self.history;
-        let by_class =
-            |c: ErrorClass| self.rates(|iv| iv.ops.iter().map(|s| s.errors_by_class()[c.index()]).sum());
+        let by_class = |c: ErrorClass| self.rates(|iv| iv.ops.iter().map(|s| s.errors_by_class()[c]).sum());
         let present: Vec<(ErrorClass, Rates)> = ErrorClass::ALL
             .iter()
             .map(|c| (*c, by_class(*c)))

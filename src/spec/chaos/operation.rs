@@ -69,18 +69,20 @@ pub enum Operation {
 impl Operation {
     /// The action's name as the file writes it (`"reshard"`, `"add-node"`, …).
     pub fn name(&self) -> &'static str {
-        match self {
-            Operation::Failover { .. } => "failover",
-            Operation::Reshard { .. } => "reshard",
-            Operation::AddNode { .. } => "add-node",
-            Operation::Rebalance { .. } => "rebalance",
-            Operation::RemoveNode { .. } => "remove-node",
-        }
+        use super::raw::OperationKind as K;
+        let kind = match self {
+            Operation::Failover { .. } => K::Failover,
+            Operation::Reshard { .. } => K::Reshard,
+            Operation::AddNode { .. } => K::AddNode,
+            Operation::Rebalance { .. } => K::Rebalance,
+            Operation::RemoveNode { .. } => K::RemoveNode,
+        };
+        kind.name()
     }
 }
 
 /// How a failover treats the old primary: the cluster's own type, named as the file names it.
-pub use crate::cluster::admin::FailoverMode;
+pub use crate::cluster::failover::FailoverMode;
 
 /// Which slots a reshard moves: exactly one of `slots`, `range` or `key` in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,8 @@ pub enum SlotSelection {
 /// `remove-node` with `drain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migration {
+    /// How the slots move.
+    pub method: MigrationMethod,
     /// Keys moved by one `MIGRATE` (the `COUNT` of `CLUSTER GETKEYSINSLOT`); at least 1.
     pub keys_per_batch: u32,
     /// Slots migrated at once, each with its own `MIGRATE` loop; at least 1.
@@ -120,8 +124,26 @@ pub struct Migration {
 impl Default for Migration {
     /// 100 keys per batch, 10 slots at once, 5 s per `MIGRATE`.
     fn default() -> Self {
-        Migration { keys_per_batch: 100, pipeline: 10, timeout: Duration::from_secs(5) }
+        Migration {
+            method: MigrationMethod::Keys,
+            keys_per_batch: 100,
+            pipeline: 10,
+            timeout: Duration::from_secs(5),
+        }
     }
+}
+
+/// How a reshard moves its slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationMethod {
+    /// Key by key (`SETSLOT IMPORTING/MIGRATING`, `MIGRATE`, `SETSLOT NODE`), as
+    /// `redis-cli --cluster reshard`: every engine.
+    #[default]
+    Keys,
+    /// All the slots at once by the nodes themselves (`CLUSTER MIGRATESLOTS`): Valkey 9 and
+    /// later. The source streams a snapshot and then the writes to the target, pauses
+    /// writes briefly, and the target takes the slots over: no ASK, no open slots.
+    Atomic,
 }
 
 /// The role a node added by `add-node` takes.

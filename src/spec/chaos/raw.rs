@@ -56,6 +56,8 @@ pub(super) enum ActionKind {
     Kill,
     /// Graceful stop.
     Stop,
+    /// `SHUTDOWN FAILOVER` (Valkey).
+    ShutdownFailover,
     /// Stop and start.
     Restart,
     /// Cgroup freezer.
@@ -75,10 +77,11 @@ pub(super) enum ActionKind {
 }
 
 /// The fault actions and their names, in the order messages list them.
-const ACTIONS: [(&str, ActionKind); 10] = [
+const ACTIONS: [(&str, ActionKind); 11] = [
     ("kill", ActionKind::Kill),
     ("stop", ActionKind::Stop),
     ("restart", ActionKind::Restart),
+    ("shutdown-failover", ActionKind::ShutdownFailover),
     ("pause", ActionKind::Pause),
     ("sigstop", ActionKind::Sigstop),
     ("isolate", ActionKind::Isolate),
@@ -136,6 +139,8 @@ pub(super) struct RawOperation {
     pub range: Option<Spanned<Vec<Spanned<u64>>>>,
     /// `reshard`: the slot of this key.
     pub key: Option<Spanned<String>>,
+    /// `reshard`: `keys` (key by key) or `atomic` (Valkey 9's `CLUSTER MIGRATESLOTS`).
+    pub method: Option<Spanned<RawMethod>>,
     /// Migrations: keys moved by one `MIGRATE`.
     pub keys_per_batch: Option<Spanned<u32>>,
     /// Migrations: slots moved at once.
@@ -219,6 +224,16 @@ impl<'de> Deserialize<'de> for OperationKind {
         }
         Err(de::Error::unknown_variant(&word, &OPERATION_NAMES))
     }
+}
+
+/// `operation.method` of a reshard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawMethod {
+    /// Key by key, as `redis-cli --cluster reshard`.
+    Keys,
+    /// `CLUSTER MIGRATESLOTS` (Valkey 9 and later).
+    Atomic,
 }
 
 /// `operation.mode` of a failover.

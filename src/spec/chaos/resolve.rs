@@ -166,10 +166,14 @@ impl Entry<'_> {
         let place = super::Place {
             table: format!("{}[{}]", self.table, self.i),
             at: raw.at.span(),
-            fields: [("target", Some(raw.target.span())), ("count", raw.count.as_ref().map(Spanned::span))]
-                .into_iter()
-                .filter_map(|(n, s)| Some((n, s?)))
-                .collect(),
+            fields: [
+                ("target", Some(raw.target.span())),
+                ("count", raw.count.as_ref().map(Spanned::span)),
+                ("action", Some(raw.action.span())),
+            ]
+            .into_iter()
+            .filter_map(|(n, s)| Some((n, s?)))
+            .collect(),
         };
         let target = self.target(raw.target, "target", TARGET_RULE)?;
         // An action's parameters on another action are errors rather than ignored: the file
@@ -300,6 +304,7 @@ impl Entry<'_> {
         Ok(match kind {
             ActionKind::Kill => Action::Kill,
             ActionKind::Stop => Action::Stop,
+            ActionKind::ShutdownFailover => Action::ShutdownFailover,
             ActionKind::Restart => Action::Restart,
             ActionKind::Pause => Action::Pause,
             ActionKind::Sigstop => Action::Sigstop,

@@ -57,10 +57,12 @@ fn every_shipped_chaos_file_loads() {
             "pause-short",
             "planned-failover",
             "reshard",
+            "reshard-atomic",
             "reshard-with-kill",
             "rolling-restart",
             "scale-in",
-            "scale-out"
+            "scale-out",
+            "soak-kill"
         ]
     );
 }

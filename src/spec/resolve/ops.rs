@@ -12,9 +12,18 @@ use crate::spec::raw::{RawArg, RawArgs, RawOp};
 use crate::spec::template::{ArgTemplate, CommandTemplate};
 use crate::spec::{OpBody, OpSpec};
 
+/// The most commands one op may send (a pipeline's commands × its batch).
+const MAX_OP_COMMANDS: usize = 100_000;
+/// The most `$value` bytes one op may send.
+const MAX_OP_VALUE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Resolver<'_> {
     /// The `[[op]]` tables, in file order: at least one, names unique.
-    pub(super) fn ops(&self, raw: Option<Spanned<Vec<Spanned<RawOp>>>>) -> Result<Vec<OpSpec>, SpecError> {
+    pub(super) fn ops(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<RawOp>>>>,
+        value_max: usize,
+    ) -> Result<Vec<OpSpec>, SpecError> {
         let Some(raw) = raw else {
             let message = "a workload needs at least one [[op]] table, e.g. [[op]] name = \"get\" command = [\"GET\", \"key:$id\"]";
             return Err(self.err(0..0, "op", message));
@@ -35,12 +44,12 @@ impl Resolver<'_> {
                 return Err(self.err(name.span(), format_args!("op[{i}].name"), message));
             }
             seen.insert(name.get_ref().clone(), (i, name.span()));
-            ops.push(self.op(i, op)?);
+            ops.push(self.op(i, op, value_max)?);
         }
         Ok(ops)
     }
 
-    fn op(&self, i: usize, raw: Spanned<RawOp>) -> Result<OpSpec, SpecError> {
+    fn op(&self, i: usize, raw: Spanned<RawOp>, value_max: usize) -> Result<OpSpec, SpecError> {
         let at = raw.span();
         let raw = raw.into_inner();
         let field = |name: &str| format!("op[{i}].{name}");
@@ -109,7 +118,57 @@ impl Resolver<'_> {
             let script = raw.script.as_ref().expect("one body is present");
             self.script(i, script, raw.keys.as_ref(), raw.args.as_ref())?
         };
+        self.op_size(i, &raw, &body, value_max)?;
         Ok(OpSpec { name: raw.name.into_inner(), weight, body })
+    }
+
+    /// Refuse an op whose one request could not be held: more than [`MAX_OP_COMMANDS`]
+    /// commands, or more than [`MAX_OP_VALUE_BYTES`] of `$value`s at `keys.value_size`'s
+    /// largest. Each op in flight holds its request, and Redis caps a client's query buffer.
+    fn op_size(&self, i: usize, raw: &RawOp, body: &OpBody, value_max: usize) -> Result<(), SpecError> {
+        let values = |args: &[ArgTemplate]| args.iter().filter(|a| a.uses_value()).count();
+        let (commands, per_repeat, repeats, field, span) = match body {
+            OpBody::Command(c) => {
+                (1, values(c.args()), 1, "command", raw.command.as_ref().map(Spanned::span))
+            }
+            OpBody::Pipeline { commands, batch } => {
+                let per = commands.iter().map(|c| values(c.args())).sum();
+                let (field, span) = match &raw.batch {
+                    Some(b) => ("batch", Some(b.span())),
+                    None => ("pipeline", raw.pipeline.as_ref().map(Spanned::span)),
+                };
+                (commands.len() * batch, per, *batch, field, span)
+            }
+            OpBody::Script { keys, args, .. } => (
+                1,
+                values(keys) + values(args),
+                1,
+                "args",
+                raw.args.as_ref().or(raw.keys.as_ref()).map(Spanned::span),
+            ),
+        };
+        let span = span.unwrap_or(0..0);
+        if commands > MAX_OP_COMMANDS {
+            let message = format!(
+                "{commands} commands in one op ({} × batch {repeats}); at most {MAX_OP_COMMANDS}: lower `batch`",
+                commands / repeats
+            );
+            return Err(self.err(span, format_args!("op[{i}].{field}"), message));
+        }
+        let bytes = (per_repeat * repeats) as u64 * value_max as u64;
+        if bytes > MAX_OP_VALUE_BYTES {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let message = format!(
+                "{} `$value`s of up to {:.1} MiB (keys.value_size) make {:.0} MiB in one op; at most {:.0} MiB, since every op in flight holds its request: lower {} or keys.value_size",
+                per_repeat * repeats,
+                mib(value_max as u64),
+                mib(bytes),
+                mib(MAX_OP_VALUE_BYTES),
+                if repeats > 1 { "`batch`" } else { "the `$value`s" }
+            );
+            return Err(self.err(span, format_args!("op[{i}].{field}"), message));
+        }
+        Ok(())
     }
 
     fn script(
@@ -144,7 +203,9 @@ impl Resolver<'_> {
             let message = "must list at least one key: keys[0] routes the script to its slot";
             return Err(self.err(keys.span(), format_args!("op[{i}].keys"), message));
         }
-        self.same_slot(i, keys.get_ref())?;
+        let named: Vec<_> =
+            keys.get_ref().iter().enumerate().map(|(k, key)| (format!("op[{i}].keys[{k}]"), key)).collect();
+        self.same_slot(&named, "a script")?;
         let keys = self.args(&format!("op[{i}].keys"), keys.get_ref())?;
         let args = match args {
             Some(args) => self.args(&format!("op[{i}].args"), args.get_ref())?,
@@ -153,29 +214,33 @@ impl Resolver<'_> {
         Ok(OpBody::Script { path, source, keys, args })
     }
 
-    /// A script's keys must share a slot for every id, or Redis Cluster refuses it
-    /// (CROSSSLOT): they route by the same hash tag (or the same whole key), as written; keys
-    /// without placeholders may also route by different text to the same slot.
-    fn same_slot(&self, i: usize, keys: &[Spanned<RawArg>]) -> Result<(), SpecError> {
+    /// Keys that one command or script sends together must share a slot for every id, or
+    /// Redis Cluster refuses them (CROSSSLOT): they route by the same hash tag (or the same
+    /// whole key), as written; keys without placeholders may also route by different text to
+    /// the same slot. `keys` are the keys with their fields; `what` names what sends them.
+    fn same_slot(&self, keys: &[(String, &Spanned<RawArg>)], what: &str) -> Result<(), SpecError> {
         use crate::cluster::slot::{Slot, hash_tag};
-        let Some((first, rest)) = keys.split_first() else { return Ok(()) };
+        let Some(((first_field, first), rest)) = keys.split_first() else { return Ok(()) };
         let routing = |k: &Spanned<RawArg>| hash_tag(k.get_ref().0.as_bytes()).to_vec();
         let literal = |k: &Spanned<RawArg>| !k.get_ref().0.contains('$');
-        for (k, key) in rest.iter().enumerate() {
+        for (field, key) in rest {
             let same = routing(key) == routing(first)
                 || (literal(key)
                     && literal(first)
                     && Slot::of(key.get_ref().0.as_bytes()) == Slot::of(first.get_ref().0.as_bytes()));
             if !same {
-                let shown = |k: &Spanned<RawArg>| super::super::error::shorten(&k.get_ref().0);
+                let shorten = super::super::error::shorten;
+                let shown = |k: &Spanned<RawArg>| shorten(&k.get_ref().0);
+                let routed = |k: &Spanned<RawArg>| shorten(&String::from_utf8_lossy(&routing(k)));
+                let first_name = first_field.rsplit('.').next().unwrap_or(first_field);
                 let message = format!(
-                    "\"{}\" routes by \"{}\" but keys[0] \"{}\" by \"{}\": Redis Cluster refuses a script whose keys lie in different slots (CROSSSLOT); give them one hash tag, e.g. \"{{user:$id}}:a\" and \"{{user:$id}}:b\"",
+                    "\"{}\" routes by \"{}\" but {first_name} \"{}\" by \"{}\": Redis Cluster refuses {what} whose keys lie in different slots (CROSSSLOT); give them one hash tag, e.g. \"{{user:$id}}:a\" and \"{{user:$id}}:b\"",
                     shown(key),
-                    String::from_utf8_lossy(&routing(key)),
+                    routed(key),
                     shown(first),
-                    String::from_utf8_lossy(&routing(first)),
+                    routed(first),
                 );
-                return Err(self.err(key.span(), format_args!("op[{i}].keys[{}]", k + 1), message));
+                return Err(self.err(key.span(), field, message));
             }
         }
         Ok(())
@@ -195,8 +260,14 @@ impl Resolver<'_> {
         for (k, arg) in rest.iter().enumerate() {
             args.push(self.arg(&format!("{field}[{}]", k + 1), arg)?);
         }
-        CommandTemplate::new(&name.get_ref().0, args)
-            .map_err(|message| self.err(name.span(), format_args!("{field}[0]"), message))
+        let command = CommandTemplate::new(&name.get_ref().0, args)
+            .map_err(|message| self.err(name.span(), format_args!("{field}[0]"), message))?;
+        let keys: Vec<_> = crate::spec::template::key_positions(command.name(), rest.len())
+            .into_iter()
+            .map(|k| (format!("{field}[{}]", k + 1), &rest[k]))
+            .collect();
+        self.same_slot(&keys, &format!("`{}`", command.name()))?;
+        Ok(command)
     }
 
     fn args(&self, field: &str, raw: &[Spanned<RawArg>]) -> Result<Vec<ArgTemplate>, SpecError> {

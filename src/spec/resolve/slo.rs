@@ -30,6 +30,12 @@ impl Resolver<'_> {
             Some(t) => Some(t.into_inner()),
             None => None,
         };
+        // Every op is sent some microseconds after it is due (timers, a task switch): a limit
+        // of nothing can never be met.
+        if let Some(lag) = raw.max_send_lag.as_ref().filter(|l| l.get_ref().0.is_zero()) {
+            let message = "must be longer than 0s: no op is sent at the very microsecond it is due, e.g. max_send_lag = \"50ms\"";
+            return Err(self.err(lag.span(), "slo.max_send_lag", message));
+        }
         Ok(Slo {
             max_failover: duration(raw.max_failover),
             max_disruption: duration(raw.max_disruption),

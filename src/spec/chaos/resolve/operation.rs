@@ -10,9 +10,10 @@ use toml::Spanned;
 
 use super::Entry;
 use crate::cluster::slot::{SLOT_COUNT, Slot};
-use crate::spec::chaos::raw::{OperationKind, RawFailoverMode, RawOperation, RawRole, RawTarget};
+use crate::spec::chaos::raw::{OperationKind, RawFailoverMode, RawMethod, RawOperation, RawRole, RawTarget};
 use crate::spec::chaos::{
-    FailoverMode, Migration, NewNodeRole, NodeRef, Operation, OperationSpec, SlotSelection, TargetSpec,
+    FailoverMode, Migration, MigrationMethod, NewNodeRole, NodeRef, Operation, OperationSpec, SlotSelection,
+    TargetSpec,
 };
 use crate::spec::error::{Source, SpecError};
 use crate::spec::raw::RawDuration;
@@ -61,11 +62,12 @@ impl Entry<'_> {
         let at = raw.at.get_ref().0;
         let named =
             [("target", &raw.target), ("from", &raw.from), ("to", &raw.to), ("replica-of", &raw.replica_of)];
-        let place = crate::spec::chaos::Place {
+        let mut place = crate::spec::chaos::Place {
             table: format!("{}[{}]", self.table, self.i),
             at: raw.at.span(),
             fields: named.iter().filter_map(|(n, t)| Some((*n, t.as_ref()?.span()))).collect(),
         };
+        place.fields.extend(raw.method.as_ref().map(|m| ("method", m.span())));
         self.forbidden(&raw)?;
         self.foreign_options(kind, &raw)?;
         let required = |name: &str, example: &str| {
@@ -102,7 +104,21 @@ impl Entry<'_> {
                 let to = self.primary(to, "to")?;
                 self.distinct(&from, &to, to_span)?;
                 let slots = self.selection(action_at.clone(), raw.slots, raw.range, raw.key)?;
-                let migration = self.migration(raw.keys_per_batch, raw.pipeline, raw.timeout)?;
+                let options = [
+                    ("keys_per_batch", raw.keys_per_batch.as_ref().map(Spanned::span)),
+                    ("pipeline", raw.pipeline.as_ref().map(Spanned::span)),
+                    ("timeout", raw.timeout.as_ref().map(Spanned::span)),
+                ];
+                let mut migration = self.migration(raw.keys_per_batch, raw.pipeline, raw.timeout)?;
+                if raw.method.as_ref().is_some_and(|m| *m.get_ref() == RawMethod::Atomic) {
+                    // The nodes move the slots themselves: nothing of slotstorm's key-by-key
+                    // loop applies.
+                    if let Some((name, Some(span))) = options.into_iter().find(|(_, s)| s.is_some()) {
+                        let message = "only with method = \"keys\": an atomic migration is run by the nodes (CLUSTER MIGRATESLOTS), not key by key";
+                        return Err(self.err(span, name, message));
+                    }
+                    migration.method = MigrationMethod::Atomic;
+                }
                 Operation::Reshard { from, to, slots, migration }
             }
             OperationKind::AddNode => {
@@ -178,7 +194,7 @@ impl Entry<'_> {
     /// slotstorm would not have.
     fn foreign_options(&self, kind: OperationKind, raw: &RawOperation) -> Result<(), SpecError> {
         use OperationKind::{AddNode, Failover, Rebalance, RemoveNode, Reshard};
-        let options: [Owned; 14] = [
+        let options: [Owned; 15] = [
             ("target", &[Failover, RemoveNode], raw.target.as_ref().map(Spanned::span)),
             ("mode", &[Failover], raw.mode.as_ref().map(Spanned::span)),
             ("from", &[Reshard], raw.from.as_ref().map(Spanned::span)),
@@ -186,6 +202,7 @@ impl Entry<'_> {
             ("slots", &[Reshard], raw.slots.as_ref().map(Spanned::span)),
             ("range", &[Reshard], raw.range.as_ref().map(Spanned::span)),
             ("key", &[Reshard], raw.key.as_ref().map(Spanned::span)),
+            ("method", &[Reshard], raw.method.as_ref().map(Spanned::span)),
             ("keys_per_batch", &MIGRATING, raw.keys_per_batch.as_ref().map(Spanned::span)),
             ("pipeline", &MIGRATING, raw.pipeline.as_ref().map(Spanned::span)),
             ("timeout", &MIGRATING, raw.timeout.as_ref().map(Spanned::span)),
@@ -337,13 +354,17 @@ impl Entry<'_> {
         timeout: Option<Spanned<RawDuration>>,
     ) -> Result<Migration, SpecError> {
         let default = Migration::default();
-        let positive = |value: Option<Spanned<u32>>, name: &str, fallback: u32| match value {
-            Some(v) if *v.get_ref() == 0 => Err(self.err(v.span(), name, "must be at least 1")),
+        // One MIGRATE carries at most 100,000 keys; at most 1,024 slots move at once (each
+        // with a connection pair of its own).
+        let bounded = |value: Option<Spanned<u32>>, name: &str, max: u32, fallback: u32| match value {
+            Some(v) if !(1..=max).contains(v.get_ref()) => {
+                Err(self.err(v.span(), name, format!("must be between 1 and {max}, not {}", v.get_ref())))
+            }
             Some(v) => Ok(*v.get_ref()),
             None => Ok(fallback),
         };
-        let keys_per_batch = positive(keys_per_batch, "keys_per_batch", default.keys_per_batch)?;
-        let pipeline = positive(pipeline, "pipeline", default.pipeline)?;
+        let keys_per_batch = bounded(keys_per_batch, "keys_per_batch", 100_000, default.keys_per_batch)?;
+        let pipeline = bounded(pipeline, "pipeline", 1_024, default.pipeline)?;
         let timeout = match timeout {
             Some(t) if t.get_ref().0.is_zero() => {
                 return Err(self.err(t.span(), "timeout", "must be longer than 0s, e.g. \"5s\""));
@@ -351,7 +372,7 @@ impl Entry<'_> {
             Some(t) => t.get_ref().0,
             None => default.timeout,
         };
-        Ok(Migration { keys_per_batch, pipeline, timeout })
+        Ok(Migration { method: MigrationMethod::Keys, keys_per_batch, pipeline, timeout })
     }
 
     /// A removed node: a name, or `newest` when an `add-node` starts before this operation.

@@ -1,5 +1,7 @@
 //! `[[operation]]` tables: every action and option resolves with its defaults, bad ones fail
 //! at the right `file:line:column: field`, and the schedule merges operations with faults.
+//!
+//! Length: tables of files and the error each must give.
 
 use std::path::Path;
 use std::time::Duration;
@@ -90,7 +92,10 @@ drain = false
     assert_eq!(ats, (1..=13).collect::<Vec<_>>());
     let replica42 = TargetSpec::ReplicaOf { key: "{user:42}".into(), slot: Slot::new(15880).unwrap() };
     let m = Migration::default();
-    assert_eq!(m, Migration { keys_per_batch: 100, pipeline: 10, timeout: secs(5) });
+    assert_eq!(
+        m,
+        Migration { method: MigrationMethod::Keys, keys_per_batch: 100, pipeline: 10, timeout: secs(5) }
+    );
     assert_eq!(
         ops,
         [
@@ -106,7 +111,12 @@ drain = false
                 from: TargetSpec::Node("redis-1".into()),
                 to: TargetSpec::Node("redis-2".into()),
                 slots: SlotSelection::Range { first: Slot::new(0).unwrap(), last: Slot::new(16383).unwrap() },
-                migration: Migration { keys_per_batch: 7, pipeline: 1, timeout: Duration::from_millis(250) },
+                migration: Migration {
+                    method: MigrationMethod::Keys,
+                    keys_per_batch: 7,
+                    pipeline: 1,
+                    timeout: Duration::from_millis(250),
+                },
             },
             Operation::Reshard {
                 from: TargetSpec::RandomPrimary,
@@ -274,6 +284,18 @@ fn bad_operations_are_placed_at_their_field() {
             "c.toml:6:10: operation[1].target: required with action = \"failover\": the replica that takes over",
         ),
         (
+            "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 10\nmethod = \"teleport\"",
+            "c.toml:10:10: operation[1].method: unknown variant `teleport`, expected `keys` or `atomic`",
+        ),
+        (
+            "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 10\nmethod = \"atomic\"\npipeline = 4",
+            "c.toml:11:12: operation[1].pipeline: only with method = \"keys\": an atomic migration is run by the nodes",
+        ),
+        (
+            "action = \"rebalance\"\nmethod = \"atomic\"",
+            "c.toml:7:10: operation[1].method: only for action = \"reshard\"",
+        ),
+        (
             "action = \"failover\"\ntarget = \"random-primary\"",
             "c.toml:7:10: operation[1].target: `random-primary` is not one replica; a failover starts on a replica, which takes over from its primary: a node name (\"redis-4\"), \"random-replica\" or { replica-of = \"<key>\" }; write \"random-replica\"",
         ),
@@ -379,11 +401,19 @@ fn bad_operations_are_placed_at_their_field() {
         ),
         (
             "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 1\nkeys_per_batch = 0",
-            "c.toml:10:18: operation[1].keys_per_batch: must be at least 1",
+            "c.toml:10:18: operation[1].keys_per_batch: must be between 1 and 100000, not 0",
+        ),
+        (
+            "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 1\nkeys_per_batch = 4000000000",
+            "c.toml:10:18: operation[1].keys_per_batch: must be between 1 and 100000, not 4000000000",
         ),
         (
             "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 1\npipeline = 0",
-            "c.toml:10:12: operation[1].pipeline: must be at least 1",
+            "c.toml:10:12: operation[1].pipeline: must be between 1 and 1024, not 0",
+        ),
+        (
+            "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 1\npipeline = 1025",
+            "c.toml:10:12: operation[1].pipeline: must be between 1 and 1024, not 1025",
         ),
         (
             "action = \"reshard\"\nfrom = \"redis-1\"\nto = \"redis-2\"\nslots = 1\ntimeout = \"0s\"",
