@@ -11,8 +11,12 @@
 //! asks for votes: Redis 500 ms plus a random 0–500 ms (plus a second per rank); Valkey
 //! `min(node timeout / 30, 500 ms)` plus a random share of that (the best-ranked replica
 //! may start at once). A graceful handover (`SHUTDOWN FAILOVER`, or a stop with Valkey's
-//! `shutdown-on-sigterm failover`) needs no detection: the replica is promoted before the
-//! old primary exits.
+//! `shutdown-on-sigterm failover`) needs no detection: the primary pauses writes, waits for
+//! a replica to acknowledge its offset (replicas acknowledge once a second, on their
+//! replication cron, so the wait is anywhere up to a second; the node logs it between
+//! "Waiting for replicas before shutting down" and "replicas are in sync"), then sends its
+//! replica a forced failover, whose election starts at once, and exits. A SIGTERM is taken
+//! up by the server's cron (10 times a second) first.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +29,14 @@ const GOSSIP_S: f64 = 0.5;
 
 /// The vote's round trip and the promotion, at most.
 const VOTE_S: f64 = 0.15;
+
+/// A replica's acknowledgement period (its replication cron, once a second) and the
+/// primary's cron tick (100 ms at the default `hz 10`) that sees it: a shutting-down
+/// primary waits this long for its replica at most.
+const REPLICA_ACK_S: f64 = 1.1;
+
+/// The server cron tick that takes up a SIGTERM (`hz 10`).
+const CRON_S: f64 = 0.1;
 
 /// What the rules predict for one fault, and how the measurement compares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -55,11 +67,12 @@ pub fn failover(cluster: &ClusterInfo, fault: &FaultReport) -> Option<Predicted>
     let s = |us: u64| us.saturating_sub(fault.t0_us) as f64 / 1e6;
     let elected = fault.elected_us.map(s);
     if handover {
+        let signal = if fault.action == "stop" { CRON_S } else { 0.0 };
         let mut p = Predicted {
             kind: "handover".into(),
             detected_s: None,
-            election_s: [0.0, 1.0],
-            rule: "a graceful handover: the replica is promoted before the old primary exits, no detection"
+            election_s: [0.0, signal + REPLICA_ACK_S + VOTE_S],
+            rule: "a graceful handover, no detection: writes paused until the replica's next acknowledgement (once a second), then it is elected at once"
                 .into(),
             note: None,
         };
@@ -67,9 +80,9 @@ pub fn failover(cluster: &ClusterInfo, fault: &FaultReport) -> Option<Predicted>
             None => Some(
                 "no replica was promoted: the node had none caught up, or ran out of shutdown-timeout".into(),
             ),
-            Some(e) if e > p.election_s[1] => {
-                Some(format!("the handover took {e:.2}s (replica catching up?)"))
-            }
+            Some(e) if e > p.election_s[1] => Some(format!(
+                "the handover took {e:.2}s: more than one acknowledgement period (replica behind, or votes slow)"
+            )),
             Some(_) => None,
         };
         return Some(p);
@@ -174,6 +187,13 @@ mod tests {
         let stop = fault("stop", 10_000_000, None, Some(10_200_000));
         let on_sigterm = cluster(Engine::Valkey, 5000, &[("shutdown-on-sigterm", "failover")]);
         assert_eq!(failover(&on_sigterm, &stop).unwrap().kind, "handover");
+        // The replica acknowledges once a second: a handover 1.3 s after a SIGTERM is within
+        // the rule (cron tick, acknowledgement, vote), 1.3 s after SHUTDOWN FAILOVER is not.
+        let late_stop = fault("stop", 10_000_000, None, Some(11_300_000));
+        assert_eq!(failover(&on_sigterm, &late_stop).unwrap().note, None);
+        let late = fault("shutdown-failover", 10_000_000, None, Some(11_300_000));
+        let note = failover(&cluster(Engine::Valkey, 5000, &[]), &late).unwrap().note.unwrap();
+        assert!(note.contains("more than one acknowledgement period"), "{note}");
         assert_eq!(failover(&cluster(Engine::Valkey, 5000, &[]), &stop).unwrap().kind, "failure");
         assert_eq!(failover(&cluster(Engine::Redis, 5000, &[]), &fault("delay", 0, None, None)), None);
         assert_eq!(failover(&ClusterInfo::External { seeds: vec![] }, &f), None);
