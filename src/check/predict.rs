@@ -72,7 +72,7 @@ pub fn failover(cluster: &ClusterInfo, fault: &FaultReport) -> Option<Predicted>
             kind: "handover".into(),
             detected_s: None,
             election_s: [0.0, signal + REPLICA_ACK_S + VOTE_S],
-            rule: "a graceful handover, no detection: writes paused until the replica's next acknowledgement (once a second), then it is elected at once"
+            rule: "a graceful handover, no detection: writes paused until the replica's next acknowledgement, sent once a second, then it is elected at once"
                 .into(),
             note: None,
         };
