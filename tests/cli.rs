@@ -113,6 +113,28 @@ async fn ctrl_c_during_cluster_up_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_client_library_that_is_not_installed_is_exit_2_before_any_cluster_starts() {
+    let dir = common::TempDir::new("cli-no-library");
+    let workload = dir.write(
+        "lib.toml",
+        "name = \"no-library\"\n[load]\nduration = \"2s\"\n[client]\nlibrary = \"redis-py\"\n[[op]]\nname = \"get\"\ncommand = [\"GET\", \"k:$id\"]\n",
+    );
+    let results = dir.0.join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_slotstorm"))
+        .args(["run", workload.to_str().unwrap(), "--results", results.to_str().unwrap()])
+        .env("SLOTSTORM_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert!(stderr.contains("client.library = \"redis-py\" needs Python with redis-py"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/python3"), "names what it tried: {stderr}");
+    assert!(!stderr.contains("starting cluster"), "nothing started: {stderr}");
+    assert!(!results.exists(), "nothing written for a run that never started");
+}
+
+#[test]
 fn an_unreachable_external_cluster_or_a_folder_without_data_is_exit_2_and_one_line() {
     let dir = common::TempDir::new("cli-unreachable");
     let workload = dir.write(

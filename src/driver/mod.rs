@@ -17,6 +17,7 @@ pub mod classify;
 pub mod conn;
 pub mod exec;
 pub mod keys;
+pub mod library;
 pub mod readback;
 pub mod render;
 pub mod resp;
@@ -227,6 +228,12 @@ pub async fn drive(
         g.recorder.finish();
     }
     refresher.abort();
+    history_of(&plan, clock, &live, events)
+}
+
+/// The history of a drive whose recorders have all finished: the aggregator's intervals and
+/// kept ops, with the driver's own `events`.
+fn history_of(plan: &DriverPlan, clock: RunClock, live: &Live, events: Vec<Event>) -> History {
     let elapsed = clock.start.elapsed();
     let last = (elapsed.as_micros() / plan.interval.as_micros().max(1)) as u32;
     let aggregator = std::mem::replace(&mut *live.lock().expect("aggregator lock"), Aggregator::new(0).0);

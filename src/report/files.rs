@@ -53,6 +53,8 @@ pub struct RunMeta {
     pub workload_toml: String,
     /// The Redis version the nodes run.
     pub redis_version: String,
+    /// The client library that sent the ops ([`RunFile::client`]).
+    pub client: String,
     /// The cluster the run drove.
     pub cluster: ClusterInfo,
     /// The shards at the start, for attributing errors.
@@ -122,6 +124,7 @@ fn run_file(history: &History, meta: &RunMeta, findings: &Findings<'_>) -> RunFi
         format: model::FORMAT,
         slotstorm_version: env!("CARGO_PKG_VERSION").into(),
         redis_version: meta.redis_version.clone(),
+        client: meta.client.clone(),
         workload: meta.workload.clone(),
         workload_path: meta.workload_path.clone(),
         started_at: humantime::format_rfc3339_millis(history.started_at).to_string(),

@@ -268,11 +268,12 @@ pub fn write_reports(
         ClusterInfo::External { seeds } => format!("external ({})", seeds.join(", ")),
     };
     let about = format!(
-        "started {} · {:.1}s (warm-up {:.1}s) · cluster {cluster} · {}{}",
+        "started {} · {:.1}s (warm-up {:.1}s) · cluster {cluster} · {} · client {}{}",
         run.started_at,
         run.elapsed_s,
         run.warmup_s,
         run.redis_version,
+        run.client,
         run.interrupted.as_deref().map_or(String::new(), |s| format!(" · {s}")),
     );
     let ops = op_rows(run);

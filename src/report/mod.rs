@@ -179,6 +179,7 @@ fn fill_unfinished(
         workload_path: run.workload_path.clone(),
         workload_toml: run.workload_toml.clone(),
         redis_version: run.redis_version.clone(),
+        client: run.client.clone(),
         cluster: run.cluster.clone(),
         shards: run
             .shards

@@ -33,6 +33,10 @@ pub struct RunFile {
     pub slotstorm_version: String,
     /// What the nodes said they run (`INFO server`): `7.0.15`, or `valkey 9.1.2`.
     pub redis_version: String,
+    /// The client library that sent the ops: `slotstorm` (its own client), or a real one
+    /// and its version (`redis-py 5.2.1`). (Absent in files written before it: slotstorm.)
+    #[serde(default = "own_client")]
+    pub client: String,
     /// The workload's name.
     pub workload: String,
     /// The workload file as given on the command line.
@@ -252,6 +256,11 @@ pub enum RunFileError {
 /// `finished`'s default: a `run.json` written before the field was a finished run's.
 fn yes() -> bool {
     true
+}
+
+/// What sent the ops in a file that does not say: slotstorm's own client.
+fn own_client() -> String {
+    "slotstorm".into()
 }
 
 impl RunFile {

@@ -32,12 +32,13 @@ use crate::check::slo::Verdict;
 use crate::check::{self, failover::FaultReport};
 use crate::clock::Stop;
 use crate::cluster::ClusterError;
+use crate::driver;
 use crate::embedded::{self, UpError};
 use crate::history::History;
 use crate::nemesis::inject;
 use crate::report;
 use crate::shutdown;
-use crate::spec::{Action, ClusterTarget, Workload};
+use crate::spec::{Action, ClientLibrary, ClusterTarget, Workload};
 
 /// How long to wait for the cluster to settle after the faults before reading data back.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,6 +146,9 @@ pub enum RunError {
     /// The workload asks for something this machine or target cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The client library's process failed to start or to find the cluster.
+    #[error(transparent)]
+    Library(driver::library::LibraryError),
     /// Interrupted before the load started; nothing was measured.
     #[error("interrupted by {0} before the load started; nothing left behind")]
     Interrupted(&'static str),
@@ -252,6 +256,12 @@ pub async fn run_stoppable(
 ) -> Result<RunReport, RunError> {
     let (signal, hurry, stop) = (stop.signal.clone(), stop.hurry.clone(), stop.stop.clone());
     preflight(workload)?;
+    let python = match workload.client.library {
+        ClientLibrary::Slotstorm => None,
+        library => {
+            Some(driver::library::find(library).await.map_err(|e| RunError::Unsupported(e.to_string()))?.0)
+        }
+    };
     let clock_wall = std::time::SystemTime::now();
     let mut teardown = Teardown { run: None };
     let target = match &workload.cluster {
@@ -303,7 +313,7 @@ pub async fn run_stoppable(
         },
     };
     let docker = target.embedded.as_ref().map(|(d, _)| d.clone());
-    let outcome = drive_and_record(workload, opts, target, stop, &signal, &hurry).await;
+    let outcome = drive_and_record(workload, opts, target, python, stop, &signal, &hurry).await;
     if let (Some(d), Some(run)) = (&docker, teardown.disarm()) {
         if opts.keep {
             eprintln!("keeping cluster {run} (slotstorm cluster down --name {run} removes it)");

@@ -28,7 +28,7 @@ use crate::cluster::{self};
 use crate::driver::keys::KeySpace;
 use crate::driver::render::Renderer;
 use crate::driver::router::Router;
-use crate::driver::{self, DriverPlan};
+use crate::driver::{self, DriverPlan, library};
 use crate::history::store::journal::{Journal, Start};
 use crate::history::{Aggregator, EventKind, Recording};
 use crate::history::{EventLog, emit};
@@ -50,12 +50,14 @@ pub(super) async fn drive_and_record(
     workload: &Workload,
     opts: &RunOptions,
     target: Target,
+    python: Option<PathBuf>,
     stop: Arc<Stop>,
     signal: &Arc<Mutex<Option<&'static str>>>,
     hurry: &Stop,
 ) -> Result<RunReport, RunError> {
     let Target { seeds, names, desc, password, embedded } = target;
-    let (ready, journal) = reach(workload, opts, &seeds, &names, password, &desc, embedded.is_some()).await?;
+    let (mut ready, journal) =
+        reach(workload, opts, &seeds, &names, password, &desc, embedded.is_some(), python).await?;
     let beside = start_beside(workload, &ready, embedded.as_ref(), &stop);
     let progress = tokio::spawn(progress(
         ready.live.clone(),
@@ -64,7 +66,12 @@ pub(super) async fn drive_and_record(
         opts.progress_label.clone(),
     ));
     let (plan, router, live) = (ready.plan.clone(), ready.router.clone(), ready.live.clone());
-    let history = driver::drive(plan, router, ready.clock, stop, live, Some(journal.sink())).await;
+    let history = match ready.library.take() {
+        None => driver::drive(plan, router, ready.clock, stop, live, Some(journal.sink())).await,
+        Some((process, scripts)) => {
+            library::drive(plan, process, scripts, ready.clock, stop, live, Some(journal.sink())).await
+        }
+    };
     progress.abort();
     let healed =
         heal_and_settle(workload, &ready, beside, history, journal, seeds, names, signal, hurry).await;
@@ -78,6 +85,8 @@ struct Ready {
     shards: Vec<Shard>,
     /// What the nodes say they run.
     redis_version: String,
+    /// The client library that sends the ops, and its version.
+    client: String,
     /// Node ids by name, for the log followers.
     ids: HashMap<String, String>,
     /// The driver's cluster client.
@@ -92,6 +101,9 @@ struct Ready {
     dir: PathBuf,
     /// What the nemesis and the observers record, written to the history as it grows.
     events: EventLog,
+    /// The client library's process, when a real library sends the ops, and each op
+    /// kind's script among those it was given.
+    library: Option<(library::Process, Vec<Option<usize>>)>,
 }
 
 /// Reach the cluster, learn its shards and version, connect the driver, make the results
@@ -106,6 +118,7 @@ async fn reach(
     password: Option<String>,
     cluster: &ClusterInfo,
     embedded: bool,
+    python: Option<PathBuf>,
 ) -> Result<(Ready, Journal), RunError> {
     // An external cluster that cannot be reached is the user's setup (exit 2); an embedded
     // one just brought up is the harness's.
@@ -125,10 +138,34 @@ async fn reach(
         .collect();
     let ids = nodes.iter().filter_map(|n| Some((n.id.0.clone(), name_of(&n.addr)?))).collect();
     let redis_version = nodes_version(seeds).await;
-    let router = Router::connect(seeds, workload.client.timeout, password).await?;
     let plan = Arc::new(driver_plan(workload, &shards, opts.all_ops));
+    // A real library finds the cluster before the clock starts (its first ops are due at
+    // once); its clock is mapped onto the run's once that has started.
+    let mut library = match python {
+        Some(python) => {
+            let (scripts, index) = library::scripts(&plan);
+            let threads = library::threads(workload.client.pool, plan.pacing, plan.in_flight.limit);
+            let process = library::Process::start(
+                workload.client.library,
+                &python,
+                seeds,
+                &workload.client,
+                threads,
+                &scripts,
+                password.as_deref(),
+            )
+            .await
+            .map_err(RunError::Library)?;
+            Some((process, index))
+        }
+        None => None,
+    };
+    let router = Router::connect(seeds, workload.client.timeout, password).await?;
     let live: driver::Live = Arc::new(Mutex::new(Aggregator::new(plan.renderer.len()).0));
     let clock = RunClock::start();
+    if let Some((process, _)) = &mut library {
+        process.sync(clock).await.map_err(RunError::Library)?;
+    }
     let dir = match &opts.exact_dir {
         Some(dir) => std::fs::create_dir_all(dir.parent().unwrap_or(dir))
             .and_then(|()| std::fs::create_dir(dir))
@@ -138,17 +175,24 @@ async fn reach(
             .map_err(|source| RunError::Results { dir: opts.results_root.clone(), source })?,
     };
     let events = EventLog::default();
-    let unfinished = RunMeta { finished: false, ..meta(workload, &shards, &redis_version, cluster, None) };
+    let client = library.as_ref().map_or_else(|| "slotstorm".to_string(), |(p, _)| p.version.clone());
+    let unfinished =
+        RunMeta { finished: false, ..meta(workload, &shards, &redis_version, &client, cluster, None) };
     let journal = begin_results(&dir, &plan, clock, &unfinished, &events)
         .map_err(|source| RunError::Results { dir: dir.clone(), source })?;
+    let through = match &library {
+        Some((p, _)) => format!(" through {}", p.version),
+        None => String::new(),
+    };
     eprintln!(
-        "driving {} for {:.0}s (warm-up {:.0}s); results in {}",
+        "driving {}{through} for {:.0}s (warm-up {:.0}s); results in {}",
         workload.name,
         plan.duration.as_secs_f64(),
         plan.warmup.as_secs_f64(),
         dir.display()
     );
-    Ok((Ready { shards, redis_version, ids, router, plan, live, clock, dir, events }, journal))
+    let ready = Ready { shards, redis_version, client, ids, router, plan, live, clock, dir, events, library };
+    Ok((ready, journal))
 }
 
 /// `run.json` as a run that has not finished (what it drives, its schedule and limiter ops,
@@ -199,6 +243,7 @@ fn meta(
     workload: &Workload,
     shards: &[Shard],
     redis_version: &str,
+    client: &str,
     cluster: &ClusterInfo,
     interrupted: Option<&'static str>,
 ) -> RunMeta {
@@ -207,6 +252,7 @@ fn meta(
         workload_path: workload.path.display().to_string(),
         workload_toml: std::fs::read_to_string(&workload.path).unwrap_or_default(),
         redis_version: redis_version.to_string(),
+        client: client.to_string(),
         cluster: cluster.clone(),
         shards: shards.to_vec(),
         interrupted: interrupted.map(|s| format!("interrupted by {s}")),
@@ -435,9 +481,9 @@ fn write(
     judged: Judged,
     cluster: crate::report::model::ClusterInfo,
 ) -> Result<RunReport, RunError> {
-    let Ready { shards, redis_version, dir, .. } = ready;
+    let Ready { shards, redis_version, client, dir, .. } = ready;
     let Healed { history, samples, interrupted, journal, .. } = healed;
-    let meta = meta(workload, &shards, &redis_version, &cluster, interrupted);
+    let meta = meta(workload, &shards, &redis_version, &client, &cluster, interrupted);
     let Judged { faults, mut run_errors, schedule, operations, lost_writes, over_admissions, verdicts } =
         judged;
     // The run measured everything in memory: its results are written all the same, and the

@@ -226,6 +226,70 @@ pub struct ClientPolicy {
     /// it has in flight. Ops queue for it, and that queueing is the application's, reported
     /// apart from what the cluster did.
     pub pool: Option<usize>,
+    /// The client library that sends the ops: slotstorm's own, or a real one in a process
+    /// of its own (`driver::library`).
+    pub library: ClientLibrary,
+    /// A real library's threads: one client shared by all, or one each.
+    pub instances: Instances,
+}
+
+/// `client.instances`: how a real library's threads hold their client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instances {
+    /// One client for every thread, as a threaded application usually holds it.
+    #[default]
+    Shared,
+    /// A client of each thread's own, as an application of one process per worker has.
+    PerThread,
+}
+
+impl Instances {
+    /// As written in a workload file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Instances::Shared => "shared",
+            Instances::PerThread => "per-thread",
+        }
+    }
+}
+
+/// `client.library`: who sends the ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientLibrary {
+    /// slotstorm's own cluster client: every attempt, redirect and retry seen and timed.
+    #[default]
+    Slotstorm,
+    /// redis-py's `RedisCluster` (the seed's client), in a Python process beside the run:
+    /// what an application on it sees, its retries and refreshes inside each op.
+    RedisPy,
+}
+
+impl ClientLibrary {
+    /// As written in a workload file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientLibrary::Slotstorm => "slotstorm",
+            ClientLibrary::RedisPy => "redis-py",
+        }
+    }
+
+    /// Retries when the file names none: the library's own default (redis-py's
+    /// `cluster_error_retry_attempts` is 3).
+    pub fn default_retries(self) -> u32 {
+        match self {
+            ClientLibrary::Slotstorm => 0,
+            ClientLibrary::RedisPy => 3,
+        }
+    }
+
+    /// Threads an external library sends from in open loop when `client.pool` says nothing.
+    pub const DEFAULT_THREADS: usize = 64;
+
+    /// The most threads an external library may be given (`client.pool` or
+    /// `load.concurrency`).
+    pub const MAX_THREADS: usize = 1024;
 }
 
 impl ClientPolicy {
@@ -316,6 +380,8 @@ impl Default for ClientPolicy {
             backoff: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
             pool: None,
+            library: ClientLibrary::Slotstorm,
+            instances: Instances::Shared,
         }
     }
 }

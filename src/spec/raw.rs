@@ -117,6 +117,10 @@ pub(super) struct RawClient {
     pub backoff_max: Option<Spanned<RawDuration>>,
     /// The application's pool: ops in flight at most (open loop only).
     pub pool: Option<Spanned<u64>>,
+    /// The client library that sends the ops.
+    pub library: Option<Spanned<super::ClientLibrary>>,
+    /// A real library's threads: one shared client or one each.
+    pub instances: Option<Spanned<super::Instances>>,
 }
 
 /// `[keys]`.

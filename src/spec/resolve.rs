@@ -22,7 +22,9 @@ use super::raw::{
     ClusterKind, DistributionKind, Mode, RawClient, RawCluster, RawDuration, RawKeys, RawLoad, RawValueSize,
     RawWorkload,
 };
-use super::{ClientPolicy, ClusterTarget, Distribution, Keys, Load, Pacing, ValueSize, Workload};
+use super::{
+    ClientLibrary, ClientPolicy, ClusterTarget, Distribution, Keys, Load, Pacing, ValueSize, Workload,
+};
 use crate::backend::engine::Engine;
 use crate::embedded::EmbeddedSpec;
 
@@ -172,12 +174,13 @@ impl Resolver<'_> {
             Some(cluster) => self.cluster(cluster)?,
             None => ClusterTarget::Embedded(EmbeddedSpec::default()),
         };
+        let concurrency = raw.load.get_ref().concurrency.as_ref().map(|c| (*c.get_ref(), c.span()));
         let load = self.load(raw.load)?;
         if let Some((plan, span)) = &chaos {
             self.chaos_fits(plan, span, &load, &cluster)?;
         }
         let chaos = chaos.map(|(plan, _)| plan);
-        let client = self.client(raw.client.unwrap_or_default(), &load)?;
+        let client = self.client(raw.client.unwrap_or_default(), &load, concurrency)?;
         let keys = match raw.keys {
             Some(keys) => self.keys(keys.into_inner())?,
             None => Keys {
@@ -488,8 +491,25 @@ impl Resolver<'_> {
         })
     }
 
-    fn client(&self, raw: RawClient, load: &Load) -> Result<ClientPolicy, SpecError> {
+    fn client(
+        &self,
+        raw: RawClient,
+        load: &Load,
+        concurrency: Option<(u64, Range<usize>)>,
+    ) -> Result<ClientPolicy, SpecError> {
         let mut policy = ClientPolicy::default();
+        if let Some(library) = &raw.library {
+            policy.library = *library.get_ref();
+            policy.retries = policy.library.default_retries();
+            self.library_fits(&raw, concurrency, policy.library)?;
+        }
+        if let Some(instances) = &raw.instances {
+            if policy.library == ClientLibrary::Slotstorm {
+                let message = "only with a real `client.library`: slotstorm's own client shares its connections between its workers";
+                return Err(self.err(instances.span(), "client.instances", message));
+            }
+            policy.instances = *instances.get_ref();
+        }
         if let Some(pool) = &raw.pool {
             let n = self.ranged(pool, "client.pool", 1, MAX_IN_FLIGHT as u64)?;
             match load.pacing {
@@ -528,6 +548,45 @@ impl Resolver<'_> {
         // rather than being cut to it.
         policy.backoff_max = policy.backoff_max.max(policy.backoff);
         Ok(policy)
+    }
+
+    /// What a real client library cannot be told: redis-py's `RedisCluster` has no backoff
+    /// setting, and sends from one thread per op in flight.
+    fn library_fits(
+        &self,
+        raw: &RawClient,
+        concurrency: Option<(u64, Range<usize>)>,
+        library: ClientLibrary,
+    ) -> Result<(), SpecError> {
+        if library == ClientLibrary::Slotstorm {
+            return Ok(());
+        }
+        let no_backoff = "redis-py's RedisCluster has no backoff setting: it retries timeouts and connection errors at once and waits 250 ms after CLUSTERDOWN (leave it out)";
+        if let Some(b) = &raw.backoff {
+            return Err(self.err(b.span(), "client.backoff", no_backoff));
+        }
+        if let Some(b) = &raw.backoff_max {
+            return Err(self.err(b.span(), "client.backoff_max", no_backoff));
+        }
+        let threads = |n: u64, span, field: &str| {
+            if n as usize > ClientLibrary::MAX_THREADS {
+                let message = format!(
+                    "{} sends from a thread per op in flight: at most {} with client.library = \"{}\"",
+                    library.name(),
+                    ClientLibrary::MAX_THREADS,
+                    library.name()
+                );
+                return Err(self.err(span, field, message));
+            }
+            Ok(())
+        };
+        if let Some(pool) = &raw.pool {
+            threads(*pool.get_ref(), pool.span(), "client.pool")?;
+        }
+        if let Some((n, span)) = concurrency {
+            threads(n, span, "load.concurrency")?;
+        }
+        Ok(())
     }
 
     fn keys(&self, raw: RawKeys) -> Result<Keys, SpecError> {

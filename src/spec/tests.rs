@@ -653,6 +653,33 @@ fn a_pool_is_refused_in_a_closed_loop_and_beside_an_in_flight_limit() {
 }
 
 #[test]
+fn a_client_library_takes_its_own_retries_and_refuses_what_it_cannot_be_told() {
+    let w = ok(&format!("{LOAD}[client]\nlibrary = \"redis-py\"\n{OP}"));
+    assert_eq!((w.client.library, w.client.retries), (ClientLibrary::RedisPy, 3), "redis-py's own default");
+    let w = ok(&format!("{LOAD}[client]\nlibrary = \"redis-py\"\nretries = 1\n{OP}"));
+    assert_eq!(w.client.retries, 1, "a file's retries win");
+    assert_eq!(ok(&format!("{LOAD}{OP}")).client.library, ClientLibrary::Slotstorm);
+    let err =
+        load_err("lib-backoff", &format!("{LOAD}[client]\nlibrary = \"redis-py\"\nbackoff = \"1s\"\n{OP}"));
+    assert_prefix(&err, "w.toml:5:11: client.backoff: redis-py's RedisCluster has no backoff setting");
+    let open = "[load]\nduration = \"5s\"\nmode = \"open\"\nrate = 10\n";
+    let err = load_err("lib-pool", &format!("{open}[client]\nlibrary = \"redis-py\"\npool = 2000\n{OP}"));
+    assert_prefix(
+        &err,
+        "w.toml:7:8: client.pool: redis-py sends from a thread per op in flight: at most 1024",
+    );
+    let err =
+        load_err("lib-conc", &format!("{LOAD}concurrency = 5000\n[client]\nlibrary = \"redis-py\"\n{OP}"));
+    assert_prefix(&err, "w.toml:3:15: load.concurrency: redis-py sends from a thread per op in flight");
+    let w = ok(&format!("{LOAD}[client]\nlibrary = \"redis-py\"\ninstances = \"per-thread\"\n{OP}"));
+    assert_eq!(w.client.instances, Instances::PerThread);
+    let err = load_err("own-instances", &format!("{LOAD}[client]\ninstances = \"per-thread\"\n{OP}"));
+    assert_prefix(&err, "w.toml:4:13: client.instances: only with a real `client.library`");
+    let err = load_err("lib-name", &format!("{LOAD}[client]\nlibrary = \"jedis\"\n{OP}"));
+    assert_prefix(&err, "w.toml:4:11: client.library: unknown variant `jedis`");
+}
+
+#[test]
 fn what_is_not_a_regular_file_is_refused_at_once_never_read() {
     let dir = scratch("not-a-file");
     let fifo = dir.join("w.toml");
