@@ -447,60 +447,66 @@ pub async fn drive(
             break;
         }
         let room = sending && pending.len() < cap;
-        if pending.len() >= cap {
-            last_full_us = clock.now_us();
-        }
         // While sending, `due` is within the run; otherwise `at` only bounds the drain.
         let at = if room { clock.start + due } else { Instant::now() + drain };
-        tokio::select! {
-            biased;
-            line = process.stdout.next_line() => match line {
-                Ok(Some(line)) => {
-                    if let Err(e) = answer(&process, &line, &plan, &mut pending, &mut recorder) {
-                        broken = Some(e);
+        // An op already due is sent at once: a timer would round its wait up to the next
+        // millisecond, which a closed loop pays on every op.
+        let mut send_now = room && Instant::now() >= at;
+        if !send_now {
+            tokio::select! {
+                biased;
+                line = process.stdout.next_line() => match line {
+                    Ok(Some(line)) => {
+                        if pending.len() >= cap {
+                            last_full_us = clock.now_us();
+                        }
+                        if let Err(e) = answer(&process, &line, &plan, &mut pending, &mut recorder) {
+                            broken = Some(e);
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        broken = Some(process.failed("exited while ops were in flight").to_string());
                         break;
                     }
-                }
-                Ok(None) => {
-                    broken = Some(process.failed("exited while ops were in flight").to_string());
+                    Err(e) => {
+                        broken = Some(process.failed(&format!("reading its output: {e}")).to_string());
+                        break;
+                    }
+                },
+                () = tokio::time::sleep_until(at.into()), if room => send_now = true,
+                () = stop.wait(), if sending => {},
+                () = tokio::time::sleep_until(drain_until.unwrap_or(at).into()), if drain_until.is_some() => {
+                    broken = Some(format!(
+                        "{} ops still unanswered {:.1} s after the load ended; stopped it",
+                        pending.len(),
+                        drain.as_secs_f64()
+                    ));
                     break;
-                }
-                Err(e) => {
-                    broken = Some(process.failed(&format!("reading its output: {e}")).to_string());
-                    break;
-                }
-            },
-            () = tokio::time::sleep_until(at.into()), if room => {
-                let intended_us = match plan.pacing {
-                    Pacing::Open { .. } => due.as_micros() as u64,
-                    Pacing::Closed => clock.now_us(),
-                };
-                let now_us = clock.now_us();
-                let held_us = if last_full_us >= intended_us { now_us.saturating_sub(intended_us) } else { 0 };
-                let kind = plan.renderer.pick(rng.random_range(0..plan.renderer.total_weight()));
-                let uid = next + 1;
-                plan.renderer.render_into(kind, &mut keys, uid, &mut scratch, &mut rendered);
-                let line = op_line(next, &rendered, script_index[usize::from(kind.0)]);
-                if let Err(e) = process.send(&line).await {
-                    broken = Some(e.to_string());
-                    break;
-                }
-                let slot = rendered.cmds.first_slot().unwrap_or(0);
-                pending.insert(next, Pending { kind, intended_us, held_us, slot, id: rendered.id, uid });
-                next += 1;
-                if pending.len() >= cap {
-                    last_full_us = clock.now_us();
-                }
-            },
-            () = stop.wait(), if sending => {},
-            () = tokio::time::sleep_until(drain_until.unwrap_or(at).into()), if drain_until.is_some() => {
-                broken = Some(format!(
-                    "{} ops still unanswered {:.1} s after the load ended; stopped it",
-                    pending.len(),
-                    drain.as_secs_f64()
-                ));
+                },
+            }
+        }
+        if send_now {
+            let intended_us = match plan.pacing {
+                Pacing::Open { .. } => due.as_micros() as u64,
+                Pacing::Closed => clock.now_us(),
+            };
+            let now_us = clock.now_us();
+            let held_us = if last_full_us >= intended_us { now_us.saturating_sub(intended_us) } else { 0 };
+            let kind = plan.renderer.pick(rng.random_range(0..plan.renderer.total_weight()));
+            let uid = next + 1;
+            plan.renderer.render_into(kind, &mut keys, uid, &mut scratch, &mut rendered);
+            let line = op_line(next, &rendered, script_index[usize::from(kind.0)]);
+            if let Err(e) = process.send(&line).await {
+                broken = Some(e.to_string());
                 break;
-            },
+            }
+            let slot = rendered.cmds.first_slot().unwrap_or(0);
+            pending.insert(next, Pending { kind, intended_us, held_us, slot, id: rendered.id, uid });
+            next += 1;
+            if pending.len() >= cap {
+                last_full_us = clock.now_us();
+            }
         }
     }
     // Ops the library never answered may have been sent: unknown, ended now.
