@@ -110,6 +110,10 @@ pub struct FaultReport {
     /// for from `t0` on, not from `elected_us`: the poller sees the election up to a poll
     /// later than it happened, and the driver may learn of it in between.
     pub learned_us: Option<u64>,
+    /// Whether the client's slot table was seen: slotstorm's own client's is, a real
+    /// library's is not (`learned_us` is then not measured). Absent in older files: seen.
+    #[serde(default = "seen")]
+    pub table_seen: bool,
     /// End of the client-visible disruption on the victims' slots (failed ops, and ops the
     /// client took longer than the threshold to complete from their send).
     pub client_recovered_us: Option<u64>,
@@ -135,11 +139,25 @@ pub struct FaultReport {
     pub predicted: Option<super::predict::Predicted>,
 }
 
-/// Fill each fault's prediction from what `cluster` is.
-pub fn predict_all(cluster: &crate::report::model::ClusterInfo, faults: &mut [FaultReport]) {
-    for f in faults {
+/// Every fault of `history` measured, as a run and a report of it show them: with what the
+/// rules predict for `cluster`, and whether `client` (run.json's `client`) had a slot table
+/// slotstorm could see (its own; a real library's is inside the library).
+pub fn fault_reports_of(
+    history: &History,
+    cluster: &crate::report::model::ClusterInfo,
+    client: &str,
+) -> Vec<FaultReport> {
+    let mut faults = fault_reports(history, &FailoverConfig::default());
+    for f in &mut faults {
         f.predicted = super::predict::failover(cluster, f);
+        f.table_seen = client == "slotstorm";
     }
+    faults
+}
+
+/// A table seen, in files written before [`FaultReport::table_seen`].
+fn seen() -> bool {
+    true
 }
 
 /// Fault reports for tests elsewhere.
@@ -330,6 +348,7 @@ fn one_fault(
         elected_log_us,
         converged_us,
         learned_us,
+        table_seen: true,
         client_recovered_us,
         backlog_drained_us,
         delayed_sends: late.len() as u64,

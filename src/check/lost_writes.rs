@@ -155,6 +155,7 @@ mod tests {
             elected_log_us: None,
             converged_us: None,
             learned_us: None,
+            table_seen: true,
             client_recovered_us: None,
             backlog_drained_us: None,
             delayed_sends: 0,

@@ -156,6 +156,7 @@ mod tests {
             elected_log_us: None,
             converged_us: Some(at(t0_s as f64 + 2.5)),
             learned_us: Some(at(t0_s as f64 + 2.2)),
+            table_seen: true,
             client_recovered_us: recovered_s.map(at),
             backlog_drained_us: None,
             delayed_sends: 0,

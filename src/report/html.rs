@@ -62,7 +62,7 @@ fn fault_rows(faults: &[FaultReport]) -> Vec<[String; 10]> {
                     None => "no failover".into(),
                 },
                 secs(f.converged_us, t0),
-                secs(f.learned_us, t0),
+                if f.table_seen { secs(f.learned_us, t0) } else { "not seen (library)".into() },
                 secs(f.client_recovered_us, t0),
                 format!(
                     "{:.2}s / {} errors",

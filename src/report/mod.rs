@@ -133,8 +133,7 @@ pub fn build_reports(dir: &Path) -> Result<Built, ReportError> {
     }
     // Phases are measurements, not verdicts: the same pure check the run used, on the same
     // history, gives the same numbers.
-    let mut faults = crate::check::failover::fault_reports(&history, &Default::default());
-    crate::check::failover::predict_all(&run.cluster, &mut faults);
+    let faults = crate::check::failover::fault_reports_of(&history, &run.cluster, &run.client);
     let operations = crate::check::operations::operation_reports(&history);
     let mut written = write_plots(dir, &history, &faults)?;
     write_reports(dir, &run, &history, &faults, &operations, &written)
@@ -171,8 +170,7 @@ fn fill_unfinished(
             Some(check::rate_limit::check(&history.ops, kind, &o.op, o.limit, window))
         })
         .collect();
-    let mut faults = check::failover::fault_reports(history, &Default::default());
-    check::failover::predict_all(&run.cluster, &mut faults);
+    let faults = check::failover::fault_reports_of(history, &run.cluster, &run.client);
     let operations = check::operations::operation_reports(history);
     let meta = RunMeta {
         workload: run.workload.clone(),

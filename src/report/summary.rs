@@ -94,10 +94,12 @@ pub fn fault_lines(faults: &[FaultReport]) -> String {
                         "converged {}",
                         rel(f.converged_us).unwrap_or_else(|| "not by the next fault".into())
                     ));
-                    phases.push(format!(
-                        "client learned {}",
-                        rel(f.learned_us).unwrap_or_else(|| "not by the next fault".into())
-                    ));
+                    if f.table_seen {
+                        phases.push(format!(
+                            "client learned {}",
+                            rel(f.learned_us).unwrap_or_else(|| "not by the next fault".into())
+                        ));
+                    }
                 }
                 None => phases.push("no failover (no replica promoted)".to_string()),
             }

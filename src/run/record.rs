@@ -20,9 +20,9 @@ use crate::check::slo::Verdict;
 use crate::driver::router::TableChange;
 use crate::history::History;
 
+use crate::check;
 use crate::check::lost_writes::LostWrites;
 use crate::check::rate_limit::{self, OverAdmission};
-use crate::check::{self, failover::FailoverConfig};
 use crate::clock::{RunClock, Stop};
 use crate::cluster::{self};
 use crate::driver::keys::KeySpace;
@@ -439,8 +439,7 @@ async fn judge(
     cluster: &ClusterInfo,
 ) -> Judged {
     let (history, plan) = (&healed.history, &ready.plan);
-    let mut faults = check::failover::fault_reports(history, &FailoverConfig::default());
-    check::failover::predict_all(cluster, &mut faults);
+    let faults = check::failover::fault_reports_of(history, cluster, &ready.client);
     let lost_writes = match &healed.settled {
         Some(settled) => tokio::select! {
             judged = check_lost_writes(&ready.router, &plan.renderer, history, &faults, settled.as_ref().map(|_| ())) => judged,

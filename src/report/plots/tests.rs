@@ -113,6 +113,7 @@ fn crafted() -> (History, Vec<FaultReport>) {
         elected_log_us: Some(12_380_000),
         converged_us: Some(12_450_000),
         learned_us: Some(12_420_000),
+        table_seen: true,
         client_recovered_us: Some(14_820_000),
         backlog_drained_us: None,
         delayed_sends: 0,
