@@ -49,12 +49,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::render::{Rendered, Scratch};
 use super::resp::{self, Reply};
-use super::{DriverPlan, Live, history_of};
+use super::{DriverPlan, Live, aggregate, history_of};
 use crate::clock::{RunClock, Stop};
 use crate::history::store::journal::Sink;
-use crate::history::{
-    Aggregator, ErrorClass, ErrorEvent, Event, EventKind, History, OpEvent, OpKind, Outcome, Recorder,
-};
+use crate::history::{ErrorClass, ErrorEvent, Event, EventKind, History, OpEvent, OpKind, Outcome, Recorder};
 use crate::spec::{ClientLibrary, ClientPolicy, Pacing};
 
 /// The protocol version this side speaks.
@@ -408,14 +406,7 @@ pub async fn drive(
     live: Live,
     journal: Option<Sink>,
 ) -> History {
-    let tx = {
-        let (agg, tx) = Aggregator::new(plan.renderer.len());
-        *live.lock().expect("aggregator lock") = match journal {
-            Some(sink) => agg.writing_to(sink),
-            None => agg,
-        };
-        tx
-    };
+    let tx = aggregate(&plan, &live, journal);
     let mut recorder = Recorder::new(plan.renderer.len(), plan.interval, tx, plan.recording.clone());
     let mut events = Vec::new();
     let cap = plan.in_flight.limit.max(1);

@@ -166,14 +166,7 @@ pub async fn drive(
     live: Live,
     journal: Option<Sink>,
 ) -> History {
-    let tx = {
-        let (agg, tx) = Aggregator::new(plan.renderer.len());
-        *live.lock().expect("aggregator lock") = match journal {
-            Some(sink) => agg.writing_to(sink),
-            None => agg,
-        };
-        tx
-    };
+    let tx = aggregate(&plan, &live, journal);
     let refresher = tokio::spawn(router.clone().refresher(Duration::from_millis(100)));
     let workers = plan.in_flight.limit.max(1);
     let shared: Vec<Arc<Mutex<Group>>> = if workers > MAX_GROUPS {
@@ -229,6 +222,17 @@ pub async fn drive(
     }
     refresher.abort();
     history_of(&plan, clock, &live, events)
+}
+
+/// A fresh aggregator in `live` for the plan's op kinds, writing what it merges to
+/// `journal` when given; the sender its recorders report to.
+fn aggregate(plan: &DriverPlan, live: &Live, journal: Option<Sink>) -> ReportSender {
+    let (agg, tx) = Aggregator::new(plan.renderer.len());
+    *live.lock().expect("aggregator lock") = match journal {
+        Some(sink) => agg.writing_to(sink),
+        None => agg,
+    };
+    tx
 }
 
 /// The history of a drive whose recorders have all finished: the aggregator's intervals and
