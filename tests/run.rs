@@ -346,6 +346,40 @@ fn ctrl_c_mid_run_writes_what_was_measured_and_leaves_nothing() {
     assert_nothing_left(&run);
 }
 
+/// The same through redis-py (`client.library`): the library's process ends with the run,
+/// which still writes what it measured. Ctrl-C reaches the whole process group in a
+/// terminal, so it is sent to both here.
+#[test]
+fn ctrl_c_mid_run_through_redis_py_ends_its_process_and_writes_what_was_measured() {
+    let dir = TempDir::new("sigint-redis-py");
+    let smoke =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/smoke.toml")).unwrap();
+    let workload = dir.write("smoke-redis-py.toml", &format!("{smoke}\n[client]\nlibrary = \"redis-py\"\n"));
+    let run = Running::start(&workload, &dir.0.join("results"));
+    run.wait_load(std::time::Duration::from_millis(2500));
+    let marker = "slotstorm's redis-py driver";
+    let library_pids = || -> Vec<String> {
+        let out = std::process::Command::new("pgrep").args(["-f", marker]).output().expect("pgrep runs");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+    };
+    let pids = library_pids();
+    assert!(!pids.is_empty(), "the library's process runs during the load");
+    for pid in &pids {
+        let _ = std::process::Command::new("kill").args(["-INT", pid]).status();
+    }
+    assert!(run.interrupt());
+    let Ended { code, stderr, folder, .. } = run.wait();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("through redis-py"), "{stderr}");
+    let run = read_run(&folder);
+    assert_eq!(run.interrupted.as_deref(), Some("interrupted by SIGINT"));
+    assert!(run.client.starts_with("redis-py "), "{}", run.client);
+    assert!(run.ops["touch-user"].count > 0 && run.ops["get"].count > 0, "measured before the signal");
+    assert_eq!(run.totals.errors, 0, "a library that ignores SIGINT finishes its ops: {:?}", run.totals);
+    assert_eq!(library_pids(), Vec::<String>::new(), "the library's process ended with the run");
+    assert_nothing_left(&run);
+}
+
 #[test]
 fn a_run_killed_mid_fault_leaves_its_history_and_report_rebuilds_the_folder_from_it() {
     let dir = TempDir::new("killed-run");
