@@ -261,6 +261,63 @@ args = ["25", "60", "$now"]
     );
 }
 
+/// redis-py as the client (`client.library`) in open loop: the schedule is kept through the
+/// library's process, and the lost-writes and limiter checks run on what it sent (a set-full
+/// add, the seed's limiter through redis-py's Script object, a pipeline).
+#[tokio::test(flavor = "multi_thread")]
+async fn through_redis_py_an_open_loop_keeps_its_schedule_and_every_check_runs() {
+    let tc = TestCluster::start("lib-open", &EmbeddedSpec::default()).await;
+    let dir = TempDir::new("lib-open");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/scripts/sliding_window.lua");
+    let body = format!(
+        r#"
+[load]
+duration = "4s"
+warmup = "1s"
+mode = "open"
+rate = 300
+
+[client]
+library = "redis-py"
+pool = 16
+
+[keys]
+count = 50
+
+[[op]]
+name = "register"
+command = ["SADD", "{{user:$id}}:ids", "$uid"]
+
+[[op]]
+name = "limiter"
+script = "{script}"
+keys = ["{{ratelimit:$id}}:sliding"]
+args = ["2", "60", "$now"]
+
+[[op]]
+name = "profile"
+pipeline = [["HSET", "{{user:$id}}:p", "n", "$value"], ["EXPIRE", "{{user:$id}}:p", "60"]]
+"#
+    );
+    let report = run_keeping(&tc, &dir, "lib-open", &body, true).await;
+    assert!(report.run_errors.is_empty(), "{:?}", report.run_errors);
+    let ops = &report.history.ops;
+    assert!(ops.iter().all(|o| o.outcome == slotstorm::history::Outcome::Ok), "no op failed");
+    let measured = ops.iter().filter(|o| (1_000_000..4_900_000).contains(&o.start_us)).count() as f64 / 3.9;
+    assert!((measured - 300.0).abs() <= 6.0, "{measured} ops/s through redis-py for a target of 300");
+    let mut lag_us: Vec<u64> = ops.iter().map(|o| o.sent_us.saturating_sub(o.start_us)).collect();
+    lag_us.sort_unstable();
+    let p50_lag_ms = lag_us[lag_us.len() / 2] as f64 / 1000.0;
+    assert!(p50_lag_ms < 5.0, "median send lag through the library {p50_lag_ms} ms");
+    let lost = &report.lost_writes[0];
+    assert!(lost.acknowledged > 100 && lost.lost() == 0 && lost.unknown == 0, "{lost:?}");
+    // 50 users with 2 calls per 60 s each: at most 100 admitted, the rest denied by the
+    // script redis-py ran, and no window over its limit.
+    let limiter = &report.over_admissions[0];
+    assert!(limiter.calls > 300 && limiter.admitted <= 100 && limiter.admitted >= 50, "{limiter:?}");
+    assert_eq!(limiter.over_windows, 0, "{limiter:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn open_loop_holds_its_rate_and_saturation_shows_as_latency() {
     let tc = TestCluster::start("pacing", &EmbeddedSpec::default()).await;
@@ -357,13 +414,15 @@ fn ctrl_c_mid_run_through_redis_py_ends_its_process_and_writes_what_was_measured
     let workload = dir.write("smoke-redis-py.toml", &format!("{smoke}\n[client]\nlibrary = \"redis-py\"\n"));
     let run = Running::start(&workload, &dir.0.join("results"));
     run.wait_load(std::time::Duration::from_millis(2500));
-    let marker = "slotstorm's redis-py driver";
-    let library_pids = || -> Vec<String> {
-        let out = std::process::Command::new("pgrep").args(["-f", marker]).output().expect("pgrep runs");
-        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
-    };
-    let pids = library_pids();
-    assert!(!pids.is_empty(), "the library's process runs during the load");
+    // This run's library: the slotstorm process's child running the driver's source.
+    let parent = run.pid().to_string();
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &parent, "-f", "slotstorm's redis-py driver"])
+        .output()
+        .expect("pgrep runs");
+    let pids: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+    assert_eq!(pids.len(), 1, "the library's process runs during the load: {pids:?}");
     for pid in &pids {
         let _ = std::process::Command::new("kill").args(["-INT", pid]).status();
     }
@@ -376,7 +435,9 @@ fn ctrl_c_mid_run_through_redis_py_ends_its_process_and_writes_what_was_measured
     assert!(run.client.starts_with("redis-py "), "{}", run.client);
     assert!(run.ops["touch-user"].count > 0 && run.ops["get"].count > 0, "measured before the signal");
     assert_eq!(run.totals.errors, 0, "a library that ignores SIGINT finishes its ops: {:?}", run.totals);
-    assert_eq!(library_pids(), Vec::<String>::new(), "the library's process ended with the run");
+    let alive: Vec<&String> =
+        pids.iter().filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
+    assert!(alive.is_empty(), "the library's process ended with the run: {alive:?} still runs");
     assert_nothing_left(&run);
 }
 

@@ -167,6 +167,11 @@ impl Running {
         Running { child, results: results.to_path_buf() }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait until the load runs (its results folder exists), then `after` more.
     pub fn wait_load(&self, after: std::time::Duration) {
         let start = std::time::Instant::now();
