@@ -277,8 +277,17 @@ fn validate(file: &Path) -> Result<()> {
         spec::Pacing::Closed => "closed loop".to_string(),
     };
     let ops: Vec<String> = w.ops.iter().map(|o| format!("{} (weight {})", o.name, o.weight)).collect();
+    let through = match w.client.library {
+        spec::ClientLibrary::Slotstorm => String::new(),
+        library => format!(
+            ", sent through {} from {} threads ({} client)",
+            library.name(),
+            crate::driver::library::threads(w.client.pool, w.load.pacing, w.in_flight().limit),
+            w.client.instances.name()
+        ),
+    };
     println!(
-        "{}: ok — {}, {:.0}s after {:.0}s warm-up, {}, ops: {}",
+        "{}: ok — {}, {:.0}s after {:.0}s warm-up, {}{through}, ops: {}",
         file.display(),
         pacing,
         w.load.duration.as_secs_f64(),

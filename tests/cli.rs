@@ -132,6 +132,10 @@ fn a_client_library_that_is_not_installed_is_exit_2_before_any_cluster_starts() 
     assert!(stderr.contains("/nonexistent/python3"), "names what it tried: {stderr}");
     assert!(!stderr.contains("starting cluster"), "nothing started: {stderr}");
     assert!(!results.exists(), "nothing written for a run that never started");
+    // `validate` says who will send the ops, without needing the library.
+    let out = slotstorm(&["validate", workload.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("sent through redis-py from 16 threads (shared client)"), "{out:?}");
 }
 
 #[test]
