@@ -150,7 +150,7 @@ pub fn fault_reports_of(
     let mut faults = fault_reports(history, &FailoverConfig::default());
     for f in &mut faults {
         f.predicted = super::predict::failover(cluster, f);
-        f.table_seen = client == "slotstorm";
+        f.table_seen = client == crate::spec::ClientLibrary::Slotstorm.name();
     }
     faults
 }

@@ -112,25 +112,23 @@ fn pythons() -> Vec<PathBuf> {
     out
 }
 
-/// The interpreter that has `library`, and the library's version: checked before anything
-/// is started, so a missing library is a setup mistake (exit 2), not a broken run.
+/// The interpreter that has `library`: checked before anything is started, so a missing
+/// library is a setup mistake (exit 2), not a broken run. (Its version is what the library
+/// says when it is ready.)
 ///
 /// # Errors
 /// [`LibraryError::Missing`] when no interpreter imports it.
-pub async fn find(library: ClientLibrary) -> Result<(PathBuf, String), LibraryError> {
+pub async fn find(library: ClientLibrary) -> Result<PathBuf, LibraryError> {
     let (module, name) = match library {
         ClientLibrary::RedisPy => ("redis", "redis-py"),
         ClientLibrary::Slotstorm => unreachable!("slotstorm's own client runs in this process"),
     };
-    let probe = format!("import {module}; print({module}.__version__)");
+    let probe = format!("import {module}");
     let tried = pythons();
     let mut detail = String::new();
     for python in &tried {
         match Command::new(python).arg("-c").arg(&probe).output().await {
-            Ok(out) if out.status.success() => {
-                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                return Ok((python.clone(), format!("{name} {version}")));
-            }
+            Ok(out) if out.status.success() => return Ok(python.clone()),
             Ok(out) => detail = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string(),
             Err(e) => detail = e.to_string(),
         }

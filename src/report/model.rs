@@ -260,7 +260,7 @@ fn yes() -> bool {
 
 /// What sent the ops in a file that does not say: slotstorm's own client.
 fn own_client() -> String {
-    "slotstorm".into()
+    crate::spec::ClientLibrary::Slotstorm.name().into()
 }
 
 impl RunFile {

@@ -259,7 +259,7 @@ pub async fn run_stoppable(
     let python = match workload.client.library {
         ClientLibrary::Slotstorm => None,
         library => {
-            Some(driver::library::find(library).await.map_err(|e| RunError::Unsupported(e.to_string()))?.0)
+            Some(driver::library::find(library).await.map_err(|e| RunError::Unsupported(e.to_string()))?)
         }
     };
     let clock_wall = std::time::SystemTime::now();

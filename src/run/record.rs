@@ -36,7 +36,7 @@ use crate::nemesis;
 use crate::observe::{self, ObserverConfig, Samples, logs};
 use crate::report::model::ClusterInfo;
 use crate::report::{self, RunMeta, Shard};
-use crate::spec::Workload;
+use crate::spec::{ClientLibrary, Workload};
 
 use super::finish::{check_lost_writes, record_table_changes, repair_slots};
 use super::{
@@ -175,7 +175,9 @@ async fn reach(
             .map_err(|source| RunError::Results { dir: opts.results_root.clone(), source })?,
     };
     let events = EventLog::default();
-    let client = library.as_ref().map_or_else(|| "slotstorm".to_string(), |(p, _)| p.version.clone());
+    let client = library
+        .as_ref()
+        .map_or_else(|| ClientLibrary::Slotstorm.name().to_string(), |(p, _)| p.version.clone());
     let unfinished =
         RunMeta { finished: false, ..meta(workload, &shards, &redis_version, &client, cluster, None) };
     let journal = begin_results(&dir, &plan, clock, &unfinished, &events)
