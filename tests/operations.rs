@@ -313,8 +313,14 @@ method = "atomic"
 "#;
     let (report, kept) = run_kept_on(Engine::Valkey, &dir, "atomic-dead-target", "5s", 20, chaos).await;
     let op = &report.operations[0];
+    // Either it tried and could not reach the target, or (when the machine stalls and the
+    // reshard starts after the node timeout, as a CI run's did: scheduled at 4 s, started
+    // at 9.0 s) the cluster had flagged the target failed and the reshard refused it first.
     let error = op.error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("cannot connect to node"), "{op:?}");
+    assert!(
+        error.starts_with("cannot connect to node") || (error.contains("is down") && error.contains("fail")),
+        "{op:?}"
+    );
     assert_eq!((op.slots, op.keys), (0, 0), "{op:?}");
     assert!(op.open_slots.is_empty(), "an atomic migration leaves nothing open: {op:?}");
     // The slots never left the source.
