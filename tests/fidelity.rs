@@ -203,10 +203,14 @@ command = ["SET", "{{user:$id}}:k", "$value"]
     let down = (elected - detected) as f64 / 1e6;
     // Both verdicts, so a failure of one does not hide the other.
     let mut wrong = Vec::new();
-    if (probe_recovered - slotstorm_recovered).abs() > AGREE_S {
+    // Through the library, both clients are redis-py retrying 1 s connects on their own
+    // cycles: which of them has one more slow op spanning the election is chance (a CI run:
+    // probe +2.97 s, slotstorm +1.97 s with its next victim-slot op after the election fast).
+    let agree_s = if client.contains("library") { AGREE_S + 1.0 } else { AGREE_S };
+    if (probe_recovered - slotstorm_recovered).abs() > agree_s {
         wrong.push(format!(
             "client recovered: redis-py +{probe_recovered:.2}s, slotstorm +{slotstorm_recovered:.2}s \
-             (they must agree within {AGREE_S}s)"
+             (they must agree within {agree_s}s)"
         ));
     }
     if other_span > down + AGREE_S {
